@@ -1,0 +1,197 @@
+//! Between domain events and stored events: type tags, schema versions,
+//! upcasting of old payloads, and sealing/opening of personal data.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use medledger_domain::event::DomainEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::crypto::{CryptoError, KeyStore};
+use crate::store::{NewEvent, RecordedEvent};
+use medledger_domain::identity::{AccountRole, ClientKind, Tenant};
+
+/// Who did it, for whom, from where: stored with every event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_role: Option<AccountRole>,
+    #[serde(default)]
+    pub tenant: Tenant,
+    pub client: ClientKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    pub correlation_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<Uuid>,
+}
+
+impl Metadata {
+    /// Metadata for work the platform does on its own (bootstrap, CLI).
+    pub fn system() -> Self {
+        Metadata {
+            actor: None,
+            actor_role: None,
+            tenant: Tenant::PLATFORM,
+            client: ClientKind::System,
+            ip: None,
+            user_agent: None,
+            correlation_id: Uuid::now_v7(),
+            causation_id: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("event {event_type} v{version}: no upcaster to v{current}")]
+    MissingUpcaster {
+        event_type: String,
+        version: u32,
+        current: u32,
+    },
+    #[error("event {event_type} does not decode: {message}")]
+    Undecodable { event_type: String, message: String },
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+type Upcast = fn(Value) -> Value;
+
+/// Current schema versions and the steps that lift old payloads to them.
+#[derive(Default, Clone)]
+pub struct Upcasters {
+    current: HashMap<String, u32>,
+    steps: HashMap<(String, u32), Upcast>,
+}
+
+impl Upcasters {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every event type MedLedger knows, at its current version.
+    pub fn platform() -> Self {
+        let mut u = Self::new();
+        u.register::<medledger_domain::identity::account::AccountEvent>();
+        u.register::<medledger_domain::identity::session::SessionEvent>();
+        u.register::<medledger_domain::administration::AdministrationEvent>();
+        u
+    }
+
+    pub fn register<E: DomainEvent>(&mut self) {
+        for info in E::catalog() {
+            self.current.insert(info.event_type.to_string(), info.schema_version);
+        }
+    }
+
+    pub fn set_current(&mut self, event_type: &str, version: u32) {
+        self.current.insert(event_type.to_string(), version);
+    }
+
+    /// Register the step from `from_version` to `from_version + 1`.
+    pub fn add_step(&mut self, event_type: &str, from_version: u32, step: Upcast) {
+        self.steps.insert((event_type.to_string(), from_version), step);
+    }
+
+    /// Lift an event's payload to the current version of its type.
+    pub fn upcast(&self, e: &mut RecordedEvent) -> Result<(), CodecError> {
+        let Some(&current) = self.current.get(&e.event_type) else {
+            return Ok(()); // unknown types are passed through as written
+        };
+        while e.schema_version < current {
+            let step = self
+                .steps
+                .get(&(e.event_type.clone(), e.schema_version))
+                .ok_or_else(|| CodecError::MissingUpcaster {
+                    event_type: e.event_type.clone(),
+                    version: e.schema_version,
+                    current,
+                })?;
+            e.payload = step(std::mem::take(&mut e.payload));
+            e.schema_version += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Turns domain events into stored ones and back.
+#[derive(Clone)]
+pub struct EventCodec {
+    keys: KeyStore,
+    upcasters: std::sync::Arc<Upcasters>,
+}
+
+impl EventCodec {
+    pub fn new(keys: KeyStore, upcasters: Upcasters) -> Self {
+        EventCodec {
+            keys,
+            upcasters: std::sync::Arc::new(upcasters),
+        }
+    }
+
+    pub fn keys(&self) -> &KeyStore {
+        &self.keys
+    }
+
+    /// Tag, version and seal domain events for appending.
+    pub async fn prepare<E: DomainEvent>(
+        &self,
+        events: &[E],
+        metadata: &Metadata,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<NewEvent>, CodecError> {
+        let meta = serde_json::to_value(metadata).expect("metadata serializes");
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            let (event_type, mut payload) = encode(e);
+            self.keys.seal(&mut payload, now).await?;
+            out.push(NewEvent::new(event_type, e.schema_version(), payload, meta.clone(), now));
+        }
+        Ok(out)
+    }
+
+    /// Decrypt personal data and upcast payloads to their current versions.
+    pub async fn open(&self, mut events: Vec<RecordedEvent>) -> Result<Vec<RecordedEvent>, CodecError> {
+        {
+            let mut payloads: Vec<&mut Value> = events.iter_mut().map(|e| &mut e.payload).collect();
+            self.keys.open(&mut payloads).await?;
+        }
+        for e in &mut events {
+            self.upcasters.upcast(e)?;
+        }
+        Ok(events)
+    }
+}
+
+/// The serde tag and the payload without it.
+pub fn encode<E: DomainEvent>(e: &E) -> (String, Value) {
+    let mut v = serde_json::to_value(e).expect("domain events serialize");
+    if let Value::Object(m) = &mut v {
+        m.remove("type");
+    }
+    (e.event_type().to_string(), v)
+}
+
+/// A domain event from an opened stored event.
+pub fn decode<E: DomainEvent>(e: &RecordedEvent) -> Result<E, CodecError> {
+    let mut v = e.payload.clone();
+    if let Value::Object(m) = &mut v {
+        m.insert("type".into(), Value::String(e.event_type.clone()));
+    }
+    serde_json::from_value(v).map_err(|err| CodecError::Undecodable {
+        event_type: e.event_type.clone(),
+        message: err.to_string(),
+    })
+}
+
+/// Typed metadata of a stored event (lenient: unknown shapes give `None`).
+pub fn metadata_of(e: &RecordedEvent) -> Option<Metadata> {
+    serde_json::from_value(e.metadata.clone()).ok()
+}

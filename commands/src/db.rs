@@ -1,0 +1,285 @@
+//! One way to reach the database for everything that is not the event log
+//! itself: read models, checkpoints, keys, idempotency records.
+//!
+//! SQL is written once with `$1, $2, …` placeholders in the subset both
+//! backends share (`INSERT … ON CONFLICT … DO UPDATE`, `LIMIT`, plain types).
+//! Uuids are stored as text, timestamps as `TIMESTAMPTZ` on PostgreSQL and
+//! fixed-width RFC 3339 text on SQLite (so they sort as text).
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{PgPool, Postgres, Row, Sqlite, SqlitePool, Transaction};
+
+#[derive(Clone, Debug)]
+pub enum Db {
+    /// One writer connection (all writes serialize there) and a reader pool.
+    Sqlite { writer: SqlitePool, reader: SqlitePool },
+    Postgres(PgPool),
+}
+
+/// A bound value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Arg {
+    Null,
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+    Text(String),
+    Bytes(Vec<u8>),
+    Time(DateTime<Utc>),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::I64(v)
+    }
+}
+impl From<u64> for Arg {
+    fn from(v: u64) -> Self {
+        Arg::I64(v as i64)
+    }
+}
+impl From<u32> for Arg {
+    fn from(v: u32) -> Self {
+        Arg::I64(v as i64)
+    }
+}
+impl From<f64> for Arg {
+    fn from(v: f64) -> Self {
+        Arg::F64(v)
+    }
+}
+impl From<bool> for Arg {
+    fn from(v: bool) -> Self {
+        Arg::Bool(v)
+    }
+}
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Arg::Text(v.to_string())
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Arg::Text(v)
+    }
+}
+impl From<&String> for Arg {
+    fn from(v: &String) -> Self {
+        Arg::Text(v.clone())
+    }
+}
+impl From<uuid::Uuid> for Arg {
+    fn from(v: uuid::Uuid) -> Self {
+        Arg::Text(v.to_string())
+    }
+}
+impl From<Vec<u8>> for Arg {
+    fn from(v: Vec<u8>) -> Self {
+        Arg::Bytes(v)
+    }
+}
+impl From<DateTime<Utc>> for Arg {
+    fn from(v: DateTime<Utc>) -> Self {
+        Arg::Time(v)
+    }
+}
+impl<T: Into<Arg>> From<Option<T>> for Arg {
+    fn from(v: Option<T>) -> Self {
+        v.map(Into::into).unwrap_or(Arg::Null)
+    }
+}
+
+/// `args![a, b, c]` builds a `Vec<Arg>`.
+#[macro_export]
+macro_rules! args {
+    ($($a:expr),* $(,)?) => { vec![$($crate::db::Arg::from($a)),*] };
+}
+
+/// A value decodable from both backends.
+pub trait Column:
+    for<'r> sqlx::Decode<'r, Sqlite>
+    + sqlx::Type<Sqlite>
+    + for<'r> sqlx::Decode<'r, Postgres>
+    + sqlx::Type<Postgres>
+{
+}
+impl<T> Column for T where
+    T: for<'r> sqlx::Decode<'r, Sqlite>
+        + sqlx::Type<Sqlite>
+        + for<'r> sqlx::Decode<'r, Postgres>
+        + sqlx::Type<Postgres>
+{
+}
+
+pub enum DbRow {
+    Sqlite(SqliteRow),
+    Postgres(PgRow),
+}
+
+impl DbRow {
+    pub fn get<T: Column>(&self, index: usize) -> Result<T, sqlx::Error> {
+        match self {
+            DbRow::Sqlite(r) => r.try_get(index),
+            DbRow::Postgres(r) => r.try_get(index),
+        }
+    }
+
+    /// A timestamp column (TIMESTAMPTZ or RFC 3339 text).
+    pub fn time(&self, index: usize) -> Result<DateTime<Utc>, sqlx::Error> {
+        match self {
+            DbRow::Sqlite(r) => {
+                let s: String = r.try_get(index)?;
+                DateTime::parse_from_rfc3339(&s)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+            }
+            DbRow::Postgres(r) => r.try_get(index),
+        }
+    }
+
+    pub fn opt_time(&self, index: usize) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        match self {
+            DbRow::Sqlite(r) => {
+                let s: Option<String> = r.try_get(index)?;
+                s.map(|s| {
+                    DateTime::parse_from_rfc3339(&s)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+                })
+                .transpose()
+            }
+            DbRow::Postgres(r) => r.try_get(index),
+        }
+    }
+}
+
+macro_rules! bind_all {
+    ($q:expr, $args:expr, $time:expr) => {{
+        let mut q = $q;
+        for a in $args {
+            q = match a {
+                Arg::Null => q.bind(None::<String>),
+                Arg::I64(v) => q.bind(*v),
+                Arg::F64(v) => q.bind(*v),
+                Arg::Bool(v) => q.bind(*v),
+                Arg::Text(v) => q.bind(v.as_str()),
+                Arg::Bytes(v) => q.bind(v.as_slice()),
+                Arg::Time(t) => $time(q, t),
+            };
+        }
+        q
+    }};
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+fn sqlite_query<'q>(sql: &'q str, args: &'q [Arg]) -> SqliteQuery<'q> {
+    bind_all!(sqlx::query(sql), args, |q: SqliteQuery<'q>, t: &DateTime<Utc>| q
+        .bind(crate::store::hashing::timestamp_text(*t)))
+}
+
+fn pg_query<'q>(sql: &'q str, args: &'q [Arg]) -> PgQuery<'q> {
+    bind_all!(sqlx::query(sql), args, |q: PgQuery<'q>, t: &DateTime<Utc>| q.bind(*t))
+}
+
+impl Db {
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Db::Postgres(_))
+    }
+
+    pub async fn execute(&self, sql: &str, args: &[Arg]) -> Result<u64, sqlx::Error> {
+        Ok(match self {
+            Db::Sqlite { writer, .. } => sqlite_query(sql, args).execute(writer).await?.rows_affected(),
+            Db::Postgres(p) => pg_query(sql, args).execute(p).await?.rows_affected(),
+        })
+    }
+
+    pub async fn fetch_all(&self, sql: &str, args: &[Arg]) -> Result<Vec<DbRow>, sqlx::Error> {
+        Ok(match self {
+            Db::Sqlite { reader, .. } => sqlite_query(sql, args)
+                .fetch_all(reader)
+                .await?
+                .into_iter()
+                .map(DbRow::Sqlite)
+                .collect(),
+            Db::Postgres(p) => pg_query(sql, args)
+                .fetch_all(p)
+                .await?
+                .into_iter()
+                .map(DbRow::Postgres)
+                .collect(),
+        })
+    }
+
+    pub async fn fetch_optional(&self, sql: &str, args: &[Arg]) -> Result<Option<DbRow>, sqlx::Error> {
+        Ok(match self {
+            Db::Sqlite { reader, .. } => sqlite_query(sql, args).fetch_optional(reader).await?.map(DbRow::Sqlite),
+            Db::Postgres(p) => pg_query(sql, args).fetch_optional(p).await?.map(DbRow::Postgres),
+        })
+    }
+
+    /// A write transaction.
+    pub async fn begin(&self) -> Result<DbTx, sqlx::Error> {
+        Ok(match self {
+            Db::Sqlite { writer, .. } => DbTx::Sqlite(writer.begin().await?),
+            Db::Postgres(p) => DbTx::Postgres(p.begin().await?),
+        })
+    }
+
+    /// Is the database answering?
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        self.fetch_optional("SELECT 1", &[]).await.map(|_| ())
+    }
+}
+
+pub enum DbTx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+impl DbTx {
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, DbTx::Postgres(_))
+    }
+
+    pub async fn execute(&mut self, sql: &str, args: &[Arg]) -> Result<u64, sqlx::Error> {
+        Ok(match self {
+            DbTx::Sqlite(t) => sqlite_query(sql, args).execute(&mut **t).await?.rows_affected(),
+            DbTx::Postgres(t) => pg_query(sql, args).execute(&mut **t).await?.rows_affected(),
+        })
+    }
+
+    pub async fn fetch_all(&mut self, sql: &str, args: &[Arg]) -> Result<Vec<DbRow>, sqlx::Error> {
+        Ok(match self {
+            DbTx::Sqlite(t) => sqlite_query(sql, args)
+                .fetch_all(&mut **t)
+                .await?
+                .into_iter()
+                .map(DbRow::Sqlite)
+                .collect(),
+            DbTx::Postgres(t) => pg_query(sql, args)
+                .fetch_all(&mut **t)
+                .await?
+                .into_iter()
+                .map(DbRow::Postgres)
+                .collect(),
+        })
+    }
+
+    pub async fn fetch_optional(&mut self, sql: &str, args: &[Arg]) -> Result<Option<DbRow>, sqlx::Error> {
+        Ok(match self {
+            DbTx::Sqlite(t) => sqlite_query(sql, args).fetch_optional(&mut **t).await?.map(DbRow::Sqlite),
+            DbTx::Postgres(t) => pg_query(sql, args).fetch_optional(&mut **t).await?.map(DbRow::Postgres),
+        })
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            DbTx::Sqlite(t) => t.commit().await,
+            DbTx::Postgres(t) => t.commit().await,
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! The production event store on PostgreSQL.
+//!
+//! Every append transaction first locks the single `position_counter` row and
+//! only releases it at commit. Positions are therefore handed out in commit
+//! order across all processes sharing the database, and `read_all` by
+//! position can never skip an event that commits later with a smaller
+//! position. The cost — one committer at a time — is paid back by the
+//! group-commit writer, which puts many requests into each transaction.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgPoolOptions, PgRow};
+use sqlx::{PgPool, Row};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::plan::{plan, Snapshot, StoredEventRef, StreamHead};
+use super::writer::{BatchCommitter, GroupCommitWriter};
+use super::*;
+use crate::db::Db;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// The channel a commit notifies so relays on other nodes wake at once.
+pub const NOTIFY_CHANNEL: &str = "medledger_events";
+
+#[derive(Clone)]
+pub struct PgEventStore {
+    pool: PgPool,
+    writer: GroupCommitWriter,
+    appended: Arc<Notify>,
+}
+
+impl PgEventStore {
+    /// Connect, apply migrations (under sqlx's advisory lock, so several
+    /// nodes may start at once) and start the writer.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        Self::with_pool(pool).await
+    }
+
+    pub async fn with_pool(pool: PgPool) -> Result<Self, StoreError> {
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("migration failed: {e}")))?;
+        let appended = Arc::new(Notify::new());
+        let writer = GroupCommitWriter::spawn(PgCommitter { pool: pool.clone() }, appended.clone());
+        Ok(PgEventStore {
+            pool,
+            writer,
+            appended,
+        })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+struct PgCommitter {
+    pool: PgPool,
+}
+
+#[async_trait]
+impl BatchCommitter for PgCommitter {
+    async fn commit(
+        &self,
+        requests: &[AppendRequest],
+    ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let head: i64 = sqlx::query_scalar("SELECT last_position FROM position_counter WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
+        let (streams, ids, guards) = Snapshot::keys(requests);
+        let mut snap = Snapshot {
+            head_position: head as u64,
+            ..Default::default()
+        };
+        for row in sqlx::query("SELECT stream_id, version, last_hash FROM streams WHERE stream_id = ANY($1)")
+            .bind(&streams)
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            snap.streams.insert(
+                row.get(0),
+                StreamHead {
+                    version: row.get::<i64, _>(1) as u64,
+                    last_hash: row.get(2),
+                },
+            );
+        }
+        for row in sqlx::query(
+            "SELECT event_id, stream_id, stream_version, global_position FROM events WHERE event_id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?
+        {
+            snap.existing.insert(
+                row.get::<Uuid, _>(0),
+                StoredEventRef {
+                    stream_id: row.get(1),
+                    stream_version: row.get::<i64, _>(2) as u64,
+                    global_position: row.get::<i64, _>(3) as u64,
+                },
+            );
+        }
+        if !guards.is_empty() {
+            let (scopes, keys): (Vec<String>, Vec<String>) = guards.into_iter().unzip();
+            for row in sqlx::query(
+                "SELECT g.scope, g.key, g.owner FROM guards g \
+                 JOIN UNNEST($1::text[], $2::text[]) AS k(scope, key) ON g.scope = k.scope AND g.key = k.key",
+            )
+            .bind(&scopes)
+            .bind(&keys)
+            .fetch_all(&mut *tx)
+            .await?
+            {
+                snap.guards.insert((row.get(0), row.get(1)), row.get(2));
+            }
+        }
+
+        let plan = plan(snap, requests);
+
+        if !plan.rows.is_empty() {
+            let mut positions = Vec::with_capacity(plan.rows.len());
+            let mut event_ids = Vec::with_capacity(plan.rows.len());
+            let mut stream_ids = Vec::with_capacity(plan.rows.len());
+            let mut versions = Vec::with_capacity(plan.rows.len());
+            let mut types = Vec::with_capacity(plan.rows.len());
+            let mut schemas = Vec::with_capacity(plan.rows.len());
+            let mut payloads = Vec::with_capacity(plan.rows.len());
+            let mut metadatas = Vec::with_capacity(plan.rows.len());
+            let mut times = Vec::with_capacity(plan.rows.len());
+            let mut hashes = Vec::with_capacity(plan.rows.len());
+            for (e, payload, metadata) in &plan.rows {
+                positions.push(e.global_position as i64);
+                event_ids.push(e.event_id);
+                stream_ids.push(e.stream_id.as_str());
+                versions.push(e.stream_version as i64);
+                types.push(e.event_type.as_str());
+                schemas.push(e.schema_version as i32);
+                payloads.push(payload.as_str());
+                metadatas.push(metadata.as_str());
+                times.push(e.recorded_at);
+                hashes.push(e.hash.as_str());
+            }
+            sqlx::query(
+                "INSERT INTO events (global_position, event_id, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, hash) \
+                 SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::int[], $7::text[], $8::text[], $9::timestamptz[], $10::text[])",
+            )
+            .bind(&positions)
+            .bind(&event_ids)
+            .bind(&stream_ids)
+            .bind(&versions)
+            .bind(&types)
+            .bind(&schemas)
+            .bind(&payloads)
+            .bind(&metadatas)
+            .bind(&times)
+            .bind(&hashes)
+            .execute(&mut *tx)
+            .await?;
+
+            let (ids, heads): (Vec<&String>, Vec<&StreamHead>) = plan.heads.iter().unzip();
+            let versions: Vec<i64> = heads.iter().map(|h| h.version as i64).collect();
+            let last_hashes: Vec<&str> = heads.iter().map(|h| h.last_hash.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO streams (stream_id, version, last_hash) \
+                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[]) \
+                 ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, last_hash = excluded.last_hash",
+            )
+            .bind(&ids)
+            .bind(&versions)
+            .bind(&last_hashes)
+            .execute(&mut *tx)
+            .await?;
+
+            for ((scope, key), owner) in &plan.guards {
+                match owner {
+                    Some(o) => sqlx::query(
+                        "INSERT INTO guards (scope, key, owner) VALUES ($1, $2, $3) \
+                         ON CONFLICT (scope, key) DO UPDATE SET owner = excluded.owner",
+                    )
+                    .bind(scope)
+                    .bind(key)
+                    .bind(o),
+                    None => sqlx::query("DELETE FROM guards WHERE scope = $1 AND key = $2")
+                        .bind(scope)
+                        .bind(key),
+                }
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query("UPDATE position_counter SET last_position = $1 WHERE id = 1")
+                .bind(plan.head_position as i64)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(NOTIFY_CHANNEL)
+                .bind(plan.head_position.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(plan.outcomes)
+    }
+}
+
+const EVENT_COLUMNS: &str = "global_position, event_id, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, hash";
+
+fn raw_from_row(row: &PgRow) -> RawEvent {
+    RawEvent {
+        global_position: row.get::<i64, _>(0) as u64,
+        event_id: row.get::<Uuid, _>(1).to_string(),
+        stream_id: row.get(2),
+        stream_version: row.get::<i64, _>(3) as u64,
+        event_type: row.get(4),
+        schema_version: row.get::<i32, _>(5) as u32,
+        payload: row.get(6),
+        metadata: row.get(7),
+        recorded_at: row.get::<DateTime<Utc>, _>(8),
+        hash: row.get(9),
+    }
+}
+
+#[async_trait]
+impl EventStore for PgEventStore {
+    async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
+        self.writer.append(request).await
+    }
+
+    async fn read_stream(&self, stream_id: &str, after_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version"
+        ))
+        .bind(stream_id)
+        .bind(after_version as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| raw_from_row(r).parse()).collect()
+    }
+
+    async fn read_all(&self, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_all_raw(after, limit)
+            .await?
+            .into_iter()
+            .map(RawEvent::parse)
+            .collect()
+    }
+
+    async fn read_all_raw(&self, after: u64, limit: u32) -> Result<Vec<RawEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE global_position > $1 ORDER BY global_position LIMIT $2"
+        ))
+        .bind(after as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(raw_from_row).collect())
+    }
+
+    async fn head_position(&self) -> Result<u64, StoreError> {
+        Ok(sqlx::query_scalar::<_, i64>("SELECT last_position FROM position_counter WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await? as u64)
+    }
+
+    async fn guard_owner(&self, scope: &str, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT owner FROM guards WHERE scope = $1 AND key = $2")
+            .bind(scope)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn seals(&self) -> Result<Vec<Seal>, StoreError> {
+        let rows = sqlx::query("SELECT position, running_hash, sealed_at FROM seals ORDER BY position")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Seal {
+                position: r.get::<i64, _>(0) as u64,
+                running_hash: r.get(1),
+                sealed_at: r.get(2),
+            })
+            .collect())
+    }
+
+    async fn write_seal(&self, seal: &Seal) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO seals (position, running_hash, sealed_at) VALUES ($1, $2, $3) ON CONFLICT (position) DO NOTHING")
+            .bind(seal.position as i64)
+            .bind(&seal.running_hash)
+            .bind(seal.sealed_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn checkpoint(&self, name: &str) -> Result<u64, StoreError> {
+        Ok(sqlx::query_scalar::<_, i64>("SELECT position FROM relay_checkpoints WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .unwrap_or(0) as u64)
+    }
+
+    async fn save_checkpoint(&self, name: &str, position: u64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO relay_checkpoints (name, position) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET position = GREATEST(relay_checkpoints.position, excluded.position)",
+        )
+        .bind(name)
+        .bind(position as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    fn appended(&self) -> Arc<Notify> {
+        self.appended.clone()
+    }
+
+    fn db(&self) -> Db {
+        Db::Postgres(self.pool.clone())
+    }
+}

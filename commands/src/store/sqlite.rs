@@ -1,0 +1,360 @@
+//! The embedded event store: one SQLite file in WAL mode.
+//!
+//! All writes go through one connection (the [`Db`]'s writer pool has exactly
+//! one), so commit order is position order by construction; reads use a pool
+//! of read-only connections that never block the writer.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use tokio::sync::Notify;
+
+use super::plan::{plan, Snapshot, StoredEventRef, StreamHead};
+use super::writer::{BatchCommitter, GroupCommitWriter};
+use super::*;
+use crate::db::Db;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+#[derive(Clone)]
+pub struct SqliteEventStore {
+    writer_pool: SqlitePool,
+    reader: SqlitePool,
+    writer: GroupCommitWriter,
+    appended: Arc<Notify>,
+}
+
+impl SqliteEventStore {
+    /// Open (creating if needed) the store in `path` and apply migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let url = format!("sqlite://{}", path.display());
+        let opts = SqliteConnectOptions::from_str(&url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer_pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(opts.clone())
+            .await?;
+        MIGRATOR
+            .run(&writer_pool)
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("migration failed: {e}")))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts.read_only(true))
+            .await?;
+        let appended = Arc::new(Notify::new());
+        let writer = GroupCommitWriter::spawn(
+            SqliteCommitter {
+                pool: writer_pool.clone(),
+            },
+            appended.clone(),
+        );
+        Ok(SqliteEventStore {
+            writer_pool,
+            reader,
+            writer,
+            appended,
+        })
+    }
+}
+
+struct SqliteCommitter {
+    pool: SqlitePool,
+}
+
+#[async_trait]
+impl BatchCommitter for SqliteCommitter {
+    async fn commit(
+        &self,
+        requests: &[AppendRequest],
+    ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        let result = commit_in_tx(&mut conn, requests).await;
+        match result {
+            Ok(outcomes) => {
+                sqlx::query("COMMIT").execute(&mut *conn).await?;
+                Ok(outcomes)
+            }
+            Err(e) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+async fn commit_in_tx(
+    conn: &mut sqlx::SqliteConnection,
+    requests: &[AppendRequest],
+) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+    let (streams, ids, guards) = Snapshot::keys(requests);
+    let mut snap = Snapshot {
+        head_position: sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(global_position), 0) FROM events")
+            .fetch_one(&mut *conn)
+            .await? as u64,
+        ..Default::default()
+    };
+    for chunk in streams.chunks(500) {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT stream_id, version, last_hash FROM streams WHERE stream_id IN (");
+        let mut sep = q.separated(", ");
+        for s in chunk {
+            sep.push_bind(s);
+        }
+        q.push(")");
+        for row in q.build().fetch_all(&mut *conn).await? {
+            snap.streams.insert(
+                row.get(0),
+                StreamHead {
+                    version: row.get::<i64, _>(1) as u64,
+                    last_hash: row.get(2),
+                },
+            );
+        }
+    }
+    for chunk in ids.chunks(500) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT event_id, stream_id, stream_version, global_position FROM events WHERE event_id IN (",
+        );
+        let mut sep = q.separated(", ");
+        for id in chunk {
+            sep.push_bind(id.to_string());
+        }
+        q.push(")");
+        for row in q.build().fetch_all(&mut *conn).await? {
+            let id: String = row.get(0);
+            snap.existing.insert(
+                uuid::Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                StoredEventRef {
+                    stream_id: row.get(1),
+                    stream_version: row.get::<i64, _>(2) as u64,
+                    global_position: row.get::<i64, _>(3) as u64,
+                },
+            );
+        }
+    }
+    for (scope, key) in &guards {
+        let owner: Option<String> = sqlx::query_scalar("SELECT owner FROM guards WHERE scope = $1 AND key = $2")
+            .bind(scope)
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(o) = owner {
+            snap.guards.insert((scope.clone(), key.clone()), o);
+        }
+    }
+
+    let plan = plan(snap, requests);
+
+    for chunk in plan.rows.chunks(2000) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (global_position, event_id, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, hash) ",
+        );
+        q.push_values(chunk, |mut b, (e, payload, metadata)| {
+            b.push_bind(e.global_position as i64)
+                .push_bind(e.event_id.to_string())
+                .push_bind(&e.stream_id)
+                .push_bind(e.stream_version as i64)
+                .push_bind(&e.event_type)
+                .push_bind(e.schema_version as i64)
+                .push_bind(payload)
+                .push_bind(metadata)
+                .push_bind(hashing::timestamp_text(e.recorded_at))
+                .push_bind(&e.hash);
+        });
+        q.build().execute(&mut *conn).await?;
+    }
+    for (stream_id, head) in &plan.heads {
+        sqlx::query(
+            "INSERT INTO streams (stream_id, version, last_hash) VALUES ($1, $2, $3) \
+             ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, last_hash = excluded.last_hash",
+        )
+        .bind(stream_id)
+        .bind(head.version as i64)
+        .bind(&head.last_hash)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for ((scope, key), owner) in &plan.guards {
+        match owner {
+            Some(o) => sqlx::query(
+                "INSERT INTO guards (scope, key, owner) VALUES ($1, $2, $3) \
+                 ON CONFLICT (scope, key) DO UPDATE SET owner = excluded.owner",
+            )
+            .bind(scope)
+            .bind(key)
+            .bind(o),
+            None => sqlx::query("DELETE FROM guards WHERE scope = $1 AND key = $2")
+                .bind(scope)
+                .bind(key),
+        }
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(plan.outcomes)
+}
+
+const EVENT_COLUMNS: &str = "global_position, event_id, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, hash";
+
+fn raw_from_row(row: &SqliteRow) -> Result<RawEvent, StoreError> {
+    let at: String = row.get(8);
+    Ok(RawEvent {
+        global_position: row.get::<i64, _>(0) as u64,
+        event_id: row.get(1),
+        stream_id: row.get(2),
+        stream_version: row.get::<i64, _>(3) as u64,
+        event_type: row.get(4),
+        schema_version: row.get::<i64, _>(5) as u32,
+        payload: row.get(6),
+        metadata: row.get(7),
+        recorded_at: DateTime::parse_from_rfc3339(&at)
+            .map_err(|e| StoreError::Corrupt(format!("recorded_at '{at}': {e}")))?
+            .with_timezone(&Utc),
+        hash: row.get(9),
+    })
+}
+
+#[async_trait]
+impl EventStore for SqliteEventStore {
+    async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
+        self.writer.append(request).await
+    }
+
+    async fn read_stream(&self, stream_id: &str, after_version: u64) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version"
+        ))
+        .bind(stream_id)
+        .bind(after_version as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(|r| raw_from_row(r)?.parse()).collect()
+    }
+
+    async fn read_all(&self, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_all_raw(after, limit)
+            .await?
+            .into_iter()
+            .map(RawEvent::parse)
+            .collect()
+    }
+
+    async fn read_all_raw(&self, after: u64, limit: u32) -> Result<Vec<RawEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE global_position > $1 ORDER BY global_position LIMIT $2"
+        ))
+        .bind(after as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(raw_from_row).collect()
+    }
+
+    async fn head_position(&self) -> Result<u64, StoreError> {
+        Ok(
+            sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(global_position), 0) FROM events")
+                .fetch_one(&self.reader)
+                .await? as u64,
+        )
+    }
+
+    async fn guard_owner(&self, scope: &str, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT owner FROM guards WHERE scope = $1 AND key = $2")
+            .bind(scope)
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    async fn seals(&self) -> Result<Vec<Seal>, StoreError> {
+        let rows = sqlx::query("SELECT position, running_hash, sealed_at FROM seals ORDER BY position")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let at: String = r.get(2);
+                Ok(Seal {
+                    position: r.get::<i64, _>(0) as u64,
+                    running_hash: r.get(1),
+                    sealed_at: DateTime::parse_from_rfc3339(&at)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?
+                        .with_timezone(&Utc),
+                })
+            })
+            .collect()
+    }
+
+    async fn write_seal(&self, seal: &Seal) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO seals (position, running_hash, sealed_at) VALUES ($1, $2, $3) ON CONFLICT (position) DO NOTHING")
+            .bind(seal.position as i64)
+            .bind(&seal.running_hash)
+            .bind(hashing::timestamp_text(seal.sealed_at))
+            .execute(&self.writer_pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn checkpoint(&self, name: &str) -> Result<u64, StoreError> {
+        Ok(sqlx::query_scalar::<_, i64>("SELECT position FROM relay_checkpoints WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?
+            .unwrap_or(0) as u64)
+    }
+
+    async fn save_checkpoint(&self, name: &str, position: u64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO relay_checkpoints (name, position) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+        )
+        .bind(name)
+        .bind(position as i64)
+        .execute(&self.writer_pool)
+        .await?;
+        Ok(())
+    }
+
+    fn appended(&self) -> Arc<Notify> {
+        self.appended.clone()
+    }
+
+    fn db(&self) -> Db {
+        Db::Sqlite {
+            writer: self.writer_pool.clone(),
+            reader: self.reader.clone(),
+        }
+    }
+}
+
+impl RawEvent {
+    /// Parse the stored text columns.
+    pub fn parse(self) -> Result<RecordedEvent, StoreError> {
+        Ok(RecordedEvent {
+            global_position: self.global_position,
+            event_id: uuid::Uuid::parse_str(&self.event_id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            stream_id: self.stream_id,
+            stream_version: self.stream_version,
+            event_type: self.event_type,
+            schema_version: self.schema_version,
+            payload: serde_json::from_str(&self.payload).map_err(|e| {
+                StoreError::Corrupt(format!("payload at {}: {e}", self.global_position))
+            })?,
+            metadata: serde_json::from_str(&self.metadata).map_err(|e| {
+                StoreError::Corrupt(format!("metadata at {}: {e}", self.global_position))
+            })?,
+            recorded_at: self.recorded_at,
+            hash: self.hash,
+        })
+    }
+}
