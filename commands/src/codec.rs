@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use medledger_domain::event::DomainEvent;
+use medledger_domain::event::{DomainEvent, EventTypeInfo};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -64,6 +64,23 @@ pub enum CodecError {
 
 type Upcast = fn(Value) -> Value;
 
+/// Every event type of the platform, with its context and current version.
+pub fn catalog() -> Vec<EventTypeInfo> {
+    use medledger_domain::administration::AdministrationEvent;
+    use medledger_domain::identity::account::AccountEvent;
+    use medledger_domain::identity::session::SessionEvent;
+    [AccountEvent::catalog(), SessionEvent::catalog(), AdministrationEvent::catalog()].concat()
+}
+
+/// The bounded context an event type belongs to (`unknown` if none).
+pub fn context_of(event_type: &str) -> &'static str {
+    static MAP: std::sync::OnceLock<HashMap<&'static str, &'static str>> = std::sync::OnceLock::new();
+    MAP.get_or_init(|| catalog().into_iter().map(|i| (i.event_type, i.context)).collect())
+        .get(event_type)
+        .copied()
+        .unwrap_or("unknown")
+}
+
 /// Current schema versions and the steps that lift old payloads to them.
 #[derive(Default, Clone)]
 pub struct Upcasters {
@@ -79,9 +96,9 @@ impl Upcasters {
     /// Every event type MedLedger knows, at its current version.
     pub fn platform() -> Self {
         let mut u = Self::new();
-        u.register::<medledger_domain::identity::account::AccountEvent>();
-        u.register::<medledger_domain::identity::session::SessionEvent>();
-        u.register::<medledger_domain::administration::AdministrationEvent>();
+        for info in catalog() {
+            u.current.insert(info.event_type.to_string(), info.schema_version);
+        }
         u
     }
 

@@ -1,0 +1,397 @@
+//! The projection runner.
+//!
+//! Each projection has a checkpoint row; every batch of events is applied
+//! and the checkpoint moved in **one transaction**, so at-least-once delivery
+//! gives an exactly-once effect. On PostgreSQL the checkpoint row is locked
+//! (`FOR UPDATE`) so several processes can share a projection safely.
+//!
+//! Positions are dense, so a gap in what the bus delivers is visible
+//! (`first > checkpoint + 1`) and is filled from the store in the same
+//! transaction. A version bump clears the projection's tables and replays.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use medledger_commands::args;
+use medledger_commands::codec::EventCodec;
+use medledger_commands::db::{Db, DbTx};
+use medledger_commands::store::{EventStore, RecordedEvent, StoreError};
+use tokio::sync::watch;
+
+use crate::bus::Bus;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Codec(#[from] medledger_commands::codec::CodecError),
+    #[error("unknown projection {0}")]
+    Unknown(String),
+    #[error("the gap is too large to fill in one transaction")]
+    NeedsCatchUp,
+}
+
+/// A read model fed by the log.
+#[async_trait]
+pub trait Projection: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// Bump to rebuild the read model from the log on next start.
+    fn version(&self) -> u32;
+    /// Event types it wants; empty means all.
+    fn event_types(&self) -> &'static [&'static str];
+    /// The tables it alone owns (cleared on rebuild).
+    fn tables(&self) -> &'static [&'static str];
+
+    /// Apply one (opened: decrypted, upcast) event.
+    async fn apply(&self, tx: &mut DbTx, event: &RecordedEvent) -> Result<(), ProjectionError>;
+
+    /// Apply several; override for bulk writes.
+    async fn apply_batch(&self, tx: &mut DbTx, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+        for e in events {
+            self.apply(tx, e).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Where each projection stands, for read-your-writes waits, lag and readiness.
+#[derive(Clone)]
+pub struct Status {
+    db: Db,
+    positions: Arc<HashMap<&'static str, watch::Sender<u64>>>,
+}
+
+impl Status {
+    fn new(db: Db, names: &[&'static str]) -> Self {
+        Status {
+            db,
+            positions: Arc::new(names.iter().map(|n| (*n, watch::channel(0).0)).collect()),
+        }
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v: Vec<_> = self.positions.keys().copied().collect();
+        v.sort();
+        v
+    }
+
+    /// The last position this process knows the projection has applied.
+    pub fn position(&self, name: &str) -> u64 {
+        self.positions.get(name).map(|s| *s.borrow()).unwrap_or(0)
+    }
+
+    fn advance(&self, name: &str, position: u64) {
+        if let Some(s) = self.positions.get(name) {
+            s.send_if_modified(|p| {
+                let moved = position > *p;
+                if moved {
+                    *p = position;
+                }
+                moved
+            });
+            metrics::gauge!("medledger_projection_position", "projection" => name.to_string()).set(position as f64);
+        }
+    }
+
+    /// Wait until `name` has applied `position` (another process may be the
+    /// one applying it, so the checkpoint row is polled too). False on timeout.
+    pub async fn wait_for(&self, name: &str, position: u64, timeout: Duration) -> bool {
+        let Some(sender) = self.positions.get(name) else {
+            return false;
+        };
+        let mut rx = sender.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if *rx.borrow_and_update() >= position {
+                return true;
+            }
+            if let Ok(Some(row)) = self
+                .db
+                .fetch_optional("SELECT position FROM projection_checkpoints WHERE name = $1", &args![name])
+                .await
+            {
+                if let Ok(p) = row.get::<i64>(0) {
+                    self.advance(name, p as u64);
+                    if p as u64 >= position {
+                        return true;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = rx.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                _ = tokio::time::sleep_until(deadline) => return false,
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Runner {
+    store: Arc<dyn EventStore>,
+    codec: EventCodec,
+    bus: Arc<dyn Bus>,
+    projections: Vec<Arc<dyn Projection>>,
+    status: Status,
+}
+
+const CATCH_UP_BATCH: u32 = 5000;
+const MAX_GAP: u64 = 20_000;
+
+impl Runner {
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        codec: EventCodec,
+        bus: Arc<dyn Bus>,
+        projections: Vec<Arc<dyn Projection>>,
+    ) -> Self {
+        let names: Vec<_> = projections.iter().map(|p| p.name()).collect();
+        let status = Status::new(store.db(), &names);
+        Runner {
+            store,
+            codec,
+            bus,
+            projections,
+            status,
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        self.status.clone()
+    }
+
+    fn projection(&self, name: &str) -> Result<Arc<dyn Projection>, ProjectionError> {
+        self.projections
+            .iter()
+            .find(|p| p.name() == name)
+            .cloned()
+            .ok_or_else(|| ProjectionError::Unknown(name.to_string()))
+    }
+
+    /// Create missing checkpoints; rebuild projections whose version changed.
+    pub async fn prepare(&self) -> Result<(), ProjectionError> {
+        let db = self.store.db();
+        for p in &self.projections {
+            db.execute(
+                "INSERT INTO projection_checkpoints (name, version, position) VALUES ($1, $2, 0) ON CONFLICT (name) DO NOTHING",
+                &args![p.name(), p.version()],
+            )
+            .await?;
+            let row = db
+                .fetch_optional("SELECT version, position FROM projection_checkpoints WHERE name = $1", &args![p.name()])
+                .await?
+                .ok_or_else(|| ProjectionError::Unknown(p.name().into()))?;
+            let version: i64 = row.get(0)?;
+            if version != p.version() as i64 {
+                tracing::info!(projection = p.name(), from = version, to = p.version(), "version changed: rebuilding");
+                self.clear(p.as_ref()).await?;
+            } else {
+                self.status.advance(p.name(), row.get::<i64>(1)? as u64);
+            }
+        }
+        Ok(())
+    }
+
+    async fn clear(&self, p: &dyn Projection) -> Result<(), ProjectionError> {
+        let mut tx = self.store.db().begin().await?;
+        lock_checkpoint(&mut tx, p.name()).await?;
+        for t in p.tables() {
+            tx.execute(&format!("DELETE FROM {t}"), &[]).await?;
+        }
+        tx.execute(
+            "UPDATE projection_checkpoints SET version = $2, position = 0 WHERE name = $1",
+            &args![p.name(), p.version()],
+        )
+        .await?;
+        tx.commit().await?;
+        if let Some(s) = self.status.positions.get(p.name()) {
+            s.send_replace(0);
+        }
+        Ok(())
+    }
+
+    /// Clear a projection and replay the whole log into it. Returns the
+    /// number of events read.
+    pub async fn rebuild(&self, name: &str) -> Result<u64, ProjectionError> {
+        let p = self.projection(name)?;
+        self.clear(p.as_ref()).await?;
+        self.catch_up(p.as_ref()).await
+    }
+
+    /// Apply everything after the checkpoint, in batches. Returns events read.
+    pub async fn catch_up(&self, p: &dyn Projection) -> Result<u64, ProjectionError> {
+        let mut read = 0;
+        loop {
+            let from = self.checkpoint(p.name()).await?;
+            let batch = self.store.read_all(from, CATCH_UP_BATCH).await?;
+            if batch.is_empty() {
+                return Ok(read);
+            }
+            read += batch.len() as u64;
+            self.apply_events(p, batch).await?;
+        }
+    }
+
+    /// Catch every projection up (used at start and by `replay`).
+    pub async fn catch_up_all(&self) -> Result<(), ProjectionError> {
+        for p in &self.projections {
+            self.catch_up(p.as_ref()).await?;
+        }
+        Ok(())
+    }
+
+    async fn checkpoint(&self, name: &str) -> Result<u64, ProjectionError> {
+        let row = self
+            .store
+            .db()
+            .fetch_optional("SELECT position FROM projection_checkpoints WHERE name = $1", &args![name])
+            .await?;
+        Ok(match row {
+            Some(r) => r.get::<i64>(0)? as u64,
+            None => 0,
+        })
+    }
+
+    /// Apply events (from the bus or the store) exactly once, filling gaps.
+    async fn apply_events(&self, p: &dyn Projection, events: Vec<RecordedEvent>) -> Result<(), ProjectionError> {
+        let Some(last) = events.iter().map(|e| e.global_position).max() else {
+            return Ok(());
+        };
+        let mut tx = self.store.db().begin().await?;
+        let checkpoint = lock_checkpoint(&mut tx, p.name()).await?;
+        if last <= checkpoint {
+            tx.commit().await?;
+            self.status.advance(p.name(), checkpoint);
+            return Ok(());
+        }
+        let mut events: Vec<RecordedEvent> = events.into_iter().filter(|e| e.global_position > checkpoint).collect();
+        events.sort_by_key(|e| e.global_position);
+        events.dedup_by_key(|e| e.global_position);
+        let contiguous = events
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.global_position == checkpoint + 1 + i as u64);
+        if !contiguous {
+            // The bus skipped something: read exactly (checkpoint, last] from the store.
+            if last - checkpoint > MAX_GAP {
+                return Err(ProjectionError::NeedsCatchUp);
+            }
+            metrics::counter!("medledger_projection_gaps_filled_total", "projection" => p.name()).increment(1);
+            events = self.store.read_all(checkpoint, (last - checkpoint) as u32).await?;
+        }
+        let wanted = p.event_types();
+        let selected: Vec<RecordedEvent> = events
+            .into_iter()
+            .filter(|e| wanted.is_empty() || wanted.contains(&e.event_type.as_str()))
+            .collect();
+        if !selected.is_empty() {
+            let opened = self.codec.open(selected).await?;
+            p.apply_batch(&mut tx, &opened).await?;
+        }
+        tx.execute(
+            "UPDATE projection_checkpoints SET position = $2 WHERE name = $1",
+            &args![p.name(), last],
+        )
+        .await?;
+        tx.commit().await?;
+        self.status.advance(p.name(), last);
+        Ok(())
+    }
+
+    /// Start one task per projection: catch up, then follow the bus.
+    pub fn spawn(&self, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+        self.projections
+            .iter()
+            .map(|p| {
+                let runner = self.clone();
+                let p = p.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move { runner.follow(p, shutdown).await })
+            })
+            .collect()
+    }
+
+    async fn follow(&self, p: Arc<dyn Projection>, mut shutdown: watch::Receiver<bool>) {
+        let consumer = format!("projection-{}", p.name());
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            // Subscribe first, then catch up: nothing falls between the two.
+            let mut sub = match self.bus.subscribe(&consumer).await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(projection = p.name(), error = %e, "bus subscription failed; polling the store");
+                    None
+                }
+            };
+            if let Err(e) = self.catch_up(p.as_ref()).await {
+                tracing::warn!(projection = p.name(), error = %e, "catch-up failed");
+            }
+            // Without a bus, poll the store often; with one, rarely (a safety net).
+            let poll = if sub.is_some() {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_millis(100)
+            };
+            let resubscribe_at = tokio::time::Instant::now() + Duration::from_secs(2);
+            loop {
+                let next = async {
+                    match sub.as_mut() {
+                        Some(s) => s.next().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    delivery = next => match delivery {
+                        Some(d) => {
+                            let gap = d.gap;
+                            let events = d.events.clone();
+                            let outcome = if gap {
+                                self.catch_up(p.as_ref()).await.map(|_| ())
+                            } else {
+                                match self.apply_events(p.as_ref(), events).await {
+                                    Err(ProjectionError::NeedsCatchUp) => self.catch_up(p.as_ref()).await.map(|_| ()),
+                                    other => other,
+                                }
+                            };
+                            match outcome {
+                                Ok(()) => d.ack().await,
+                                Err(e) => tracing::warn!(projection = p.name(), error = %e, "apply failed; will retry"),
+                            }
+                        }
+                        None => break, // the subscription ended: subscribe again
+                    },
+                    _ = tokio::time::sleep(poll) => {
+                        if let Err(e) = self.catch_up(p.as_ref()).await {
+                            tracing::warn!(projection = p.name(), error = %e, "catch-up failed");
+                        }
+                        if sub.is_none() && tokio::time::Instant::now() >= resubscribe_at {
+                            break;
+                        }
+                    }
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+async fn lock_checkpoint(tx: &mut DbTx, name: &str) -> Result<u64, ProjectionError> {
+    let sql = if tx.is_postgres() {
+        "SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE"
+    } else {
+        "SELECT position FROM projection_checkpoints WHERE name = $1"
+    };
+    let row = tx
+        .fetch_optional(sql, &args![name])
+        .await?
+        .ok_or_else(|| ProjectionError::Unknown(name.to_string()))?;
+    Ok(row.get::<i64>(0)? as u64)
+}
