@@ -1,1 +1,20 @@
-//! placeholder
+//! # MedLedger API
+//!
+//! The `medledger` binary and its HTTP server:
+//!
+//! - [`config`]: the one configuration struct (flags and `MEDLEDGER_*`);
+//! - [`platform`]: assembling store, keys, bus, relay and projections;
+//! - [`http`]: routes (one group per file), problem+json errors, idempotency,
+//!   read-your-writes, metrics and the OpenAPI document;
+//! - [`server`]: starting and stopping it all;
+//! - [`bench`]: `medledger bench`.
+//!
+//! Handlers never touch SQL directly for decisions: commands go to the
+//! application layer, queries to read models.
+
+pub mod bench;
+pub mod config;
+pub mod http;
+pub mod platform;
+pub mod server;
+pub mod telemetry;

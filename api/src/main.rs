@@ -1,1 +1,145 @@
-fn main() {}
+//! `medledger`: serve, migrate, verify, replay, forget-subject, bench.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use medledger_api::config::{Config, ServeConfig};
+use medledger_api::platform::{open_store, Platform};
+use medledger_api::{bench, server, telemetry};
+use medledger_commands::clock::SystemClock;
+use medledger_commands::codec::Metadata;
+
+#[derive(Parser)]
+#[command(name = "medledger", version, about = "MedLedger: an event-sourced platform for medical imaging networks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the platform (embedded default with no flags).
+    Serve(ServeConfig),
+    /// Apply database migrations and exit.
+    Migrate(Config),
+    /// Check every hash chain and seal; exit non-zero naming the first bad event.
+    Verify(Config),
+    /// Rebuild read models from the log.
+    Replay {
+        #[command(flatten)]
+        config: Config,
+        /// Only this projection (default: all).
+        #[arg(long)]
+        projection: Option<String>,
+    },
+    /// Destroy a data subject's key: their personal data becomes unreadable.
+    ForgetSubject {
+        subject_id: uuid::Uuid,
+        #[arg(long, default_value = "erasure request")]
+        reason: String,
+        #[command(flatten)]
+        config: Config,
+    },
+    /// Measure append, projection and replay throughput.
+    Bench(bench::BenchArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let format = match &cli.command {
+        Command::Serve(s) => s.log_format.clone(),
+        _ => "pretty".into(),
+    };
+    telemetry::init(&format);
+    match run(cli.command).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(s) => {
+            let running = server::start(
+                &s.platform,
+                s.http_addr,
+                Arc::new(SystemClock),
+                s.bootstrap_password.clone(),
+                true,
+            )
+            .await?;
+            if let Some(pw) = &running.operator_password {
+                println!("Created the platform operator account.");
+                println!("  login:    operator");
+                println!("  password: {pw}");
+                println!("This password is shown once; change it after logging in.");
+            }
+            println!("MedLedger listening on http://{}", running.addr);
+            tracing::info!(addr = %running.addr, "serving");
+            running.wait().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate(c) => {
+            open_store(&c).await?;
+            println!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify(c) => {
+            let store = open_store(&c).await?;
+            let report = medledger_commands::verify::verify(store.as_ref()).await?;
+            match report.failure {
+                None => {
+                    println!(
+                        "ok: {} events in {} streams, {} seals verified",
+                        report.events, report.streams, report.seals
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(f) => {
+                    println!("TAMPERED: {f}");
+                    println!("({} events verified before it)", report.events);
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        Command::Replay { config, projection } => {
+            let platform = Platform::open(&config, Arc::new(SystemClock)).await?;
+            platform.runner.prepare().await?;
+            let names: Vec<String> = match projection {
+                Some(p) => vec![p],
+                None => platform.runner.status().names().iter().map(|s| s.to_string()).collect(),
+            };
+            for name in names {
+                let started = std::time::Instant::now();
+                let n = platform.runner.rebuild(&name).await?;
+                let secs = started.elapsed().as_secs_f64();
+                println!(
+                    "rebuilt {name}: {n} events in {secs:.2} s ({:.0} events/s)",
+                    n as f64 / secs.max(1e-9)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ForgetSubject {
+            subject_id,
+            reason,
+            config,
+        } => {
+            let platform = Platform::open(&config, Arc::new(SystemClock)).await?;
+            let position =
+                medledger_commands::administration::forget_subject(&platform.app, subject_id, &reason, &Metadata::system())
+                    .await?;
+            println!("subject {subject_id} forgotten (event position {position}); its key is destroyed");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => {
+            bench::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

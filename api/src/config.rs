@@ -1,0 +1,75 @@
+//! The one configuration struct. Flags and `MEDLEDGER_*` environment
+//! variables; with none, the embedded default (SQLite, in-process bus, blobs
+//! and keys under `./medledger-data`, HTTP on 127.0.0.1:8080).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+#[derive(Args, Clone, Debug)]
+pub struct Config {
+    /// Where the embedded default keeps its SQLite file, blobs and keys.
+    #[arg(long, env = "MEDLEDGER_DATA_DIR", default_value = "./medledger-data")]
+    pub data_dir: PathBuf,
+
+    /// `postgres://…` switches the store and read models to PostgreSQL.
+    #[arg(long, env = "MEDLEDGER_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// `nats://…` switches the bus to NATS JetStream.
+    #[arg(long, env = "MEDLEDGER_NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// JetStream stream name.
+    #[arg(long, env = "MEDLEDGER_NATS_STREAM", default_value = "MEDLEDGER")]
+    pub nats_stream: String,
+
+    /// Subject prefix of published events.
+    #[arg(long, env = "MEDLEDGER_NATS_SUBJECT_PREFIX", default_value = "medledger")]
+    pub nats_subject_prefix: String,
+
+    /// Base64 of 32 bytes. Default: generated once into `<data-dir>/keys/master.key`.
+    #[arg(long, env = "MEDLEDGER_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+
+    /// PostgreSQL pool size per process.
+    #[arg(long, env = "MEDLEDGER_DATABASE_POOL", default_value_t = 24)]
+    pub database_pool: u32,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ServeConfig {
+    #[command(flatten)]
+    pub platform: Config,
+
+    #[arg(long, env = "MEDLEDGER_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Reserved for the DICOM C-STORE SCP.
+    #[arg(long, env = "MEDLEDGER_DICOM_ADDR", default_value = "127.0.0.1:11112")]
+    pub dicom_addr: SocketAddr,
+
+    /// Password of the first operator account (otherwise generated and printed once).
+    #[arg(long, env = "MEDLEDGER_BOOTSTRAP_PASSWORD", hide_env_values = true)]
+    pub bootstrap_password: Option<String>,
+
+    /// `pretty` or `json` logs.
+    #[arg(long, env = "MEDLEDGER_LOG_FORMAT", default_value = "pretty")]
+    pub log_format: String,
+}
+
+impl Config {
+    /// The embedded default rooted at `data_dir` (used by tests and tools).
+    pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            data_dir: data_dir.into(),
+            database_url: None,
+            nats_url: None,
+            nats_stream: "MEDLEDGER".into(),
+            nats_subject_prefix: "medledger".into(),
+            master_key: None,
+            database_pool: 24,
+        }
+    }
+}

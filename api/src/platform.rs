@@ -1,0 +1,113 @@
+//! Assembling the running platform from configuration: store, keys, codec,
+//! bus, relay and projection runner, and stopping them in order.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use medledger_commands::clock::Clock;
+use medledger_commands::codec::{EventCodec, Upcasters};
+use medledger_commands::crypto::{KeyStore, MasterKey};
+use medledger_commands::relay::Relay;
+use medledger_commands::store::postgres::PgEventStore;
+use medledger_commands::store::sqlite::SqliteEventStore;
+use medledger_commands::store::EventStore;
+use medledger_commands::App;
+use medledger_projections::bus::in_process::InProcessBus;
+use medledger_projections::bus::nats::{NatsBus, NatsConfig};
+use medledger_projections::bus::Bus;
+use medledger_projections::{read_models, Runner};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+
+pub struct Platform {
+    pub app: App,
+    pub runner: Runner,
+    pub bus: Arc<dyn Bus>,
+    /// Held so tests can delete their JetStream stream.
+    pub nats: Option<NatsBus>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Open the store named by the configuration (applying migrations).
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn EventStore>> {
+    Ok(match &config.database_url {
+        Some(url) if url.starts_with("postgres") => Arc::new(
+            PgEventStore::connect(url, config.database_pool)
+                .await
+                .context("connecting to PostgreSQL")?,
+        ),
+        Some(other) => anyhow::bail!("unsupported database URL '{other}' (expected postgres://…)"),
+        None => {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("creating {}", config.data_dir.display()))?;
+            Arc::new(
+                SqliteEventStore::open(&config.data_dir.join("medledger.db"))
+                    .await
+                    .context("opening the SQLite store")?,
+            )
+        }
+    })
+}
+
+pub fn master_key(config: &Config) -> anyhow::Result<MasterKey> {
+    Ok(match &config.master_key {
+        Some(k) => MasterKey::from_base64(k)?,
+        None => MasterKey::load_or_create(&config.data_dir.join("keys").join("master.key"))?,
+    })
+}
+
+impl Platform {
+    /// Open everything; nothing runs in the background until [`Platform::start`].
+    pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let store = open_store(config).await?;
+        let keys = KeyStore::new(store.db(), master_key(config)?);
+        let codec = EventCodec::new(keys, Upcasters::platform());
+        let (bus, nats): (Arc<dyn Bus>, Option<NatsBus>) = match &config.nats_url {
+            Some(url) => {
+                let nats = NatsBus::connect(NatsConfig {
+                    url: url.clone(),
+                    stream: config.nats_stream.clone(),
+                    subject_prefix: config.nats_subject_prefix.clone(),
+                })
+                .await?;
+                (Arc::new(nats.clone()), Some(nats))
+            }
+            None => (Arc::new(InProcessBus::new()), None),
+        };
+        let runner = Runner::new(store.clone(), codec.clone(), bus.clone(), read_models::all());
+        let app = App { store, codec, clock };
+        Ok(Platform {
+            app,
+            runner,
+            bus,
+            nats,
+            shutdown: watch::channel(false).0,
+            tasks: vec![],
+        })
+    }
+
+    /// Catch projections up, then run the relay and follow the bus.
+    pub async fn start(&mut self) -> anyhow::Result<()> {
+        self.runner.prepare().await.context("preparing projections")?;
+        self.runner.catch_up_all().await.context("catching projections up")?;
+        let relay = Relay {
+            store: self.app.store.clone(),
+            publisher: self.bus.clone(),
+            seal_every: 10_000,
+        };
+        self.tasks.push(tokio::spawn(relay.run(self.shutdown.subscribe())));
+        self.tasks.extend(self.runner.spawn(self.shutdown.subscribe()));
+        Ok(())
+    }
+
+    /// Stop background work and wait for it.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
