@@ -1,0 +1,361 @@
+//! The event store contract, run against SQLite and PostgreSQL alike.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use medledger_commands::store::{
+    AppendRequest, EventStore, ExpectedVersion, Guard, NewEvent, StoreError,
+};
+use medledger_tests::Backend;
+use serde_json::json;
+
+fn event(n: u64) -> NewEvent {
+    NewEvent::new("TestHappened", 1, json!({"n": n}), json!({"client": "system"}), Utc::now())
+}
+
+fn events(range: std::ops::Range<u64>) -> Vec<NewEvent> {
+    range.map(event).collect()
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    medledger_tests::init_logs();
+                    let backend = medledger_tests::Backend::sqlite();
+                    super::$name(&backend).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    medledger_tests::init_logs();
+                    let Some(backend) = medledger_tests::Backend::postgres().await else { return };
+                    super::$name(&backend).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    a_stale_expected_version_is_a_conflict_and_writes_nothing,
+    a_multi_stream_append_commits_together_or_not_at_all,
+    a_stream_reads_back_in_version_order,
+    appending_the_same_event_ids_again_returns_the_first_result,
+    a_guard_refuses_a_second_owner_in_the_same_transaction,
+    readers_never_skip_or_reorder_under_concurrent_writers,
+    group_commit_keeps_each_request_all_or_nothing,
+    bad_requests_are_refused_without_writing,
+);
+
+async fn a_stale_expected_version_is_a_conflict_and_writes_nothing(b: &Backend) {
+    let store = b.store().await;
+    let r = store
+        .append(AppendRequest::stream("order-1", ExpectedVersion::NoStream, events(0..2)))
+        .await
+        .unwrap();
+    assert_eq!((r.first_position, r.last_position), (1, 2));
+    assert_eq!(r.stream_versions, vec![("order-1".to_string(), 2)]);
+
+    let stale = store
+        .append(AppendRequest::stream("order-1", ExpectedVersion::Exact(1), events(2..3)))
+        .await;
+    assert!(matches!(stale, Err(StoreError::WrongExpectedVersion { actual: 2, .. })), "{stale:?}");
+    let again = store
+        .append(AppendRequest::stream("order-1", ExpectedVersion::NoStream, events(2..3)))
+        .await;
+    assert!(matches!(again, Err(StoreError::WrongExpectedVersion { .. })));
+    assert_eq!(store.head_position().await.unwrap(), 2);
+    assert_eq!(store.read_stream("order-1", 0).await.unwrap().len(), 2);
+
+    let ok = store
+        .append(AppendRequest::stream("order-1", ExpectedVersion::Exact(2), events(2..3)))
+        .await
+        .unwrap();
+    assert_eq!(ok.last_position, 3);
+    let any = store
+        .append(AppendRequest::stream("order-1", ExpectedVersion::Any, events(3..4)))
+        .await
+        .unwrap();
+    assert_eq!(any.stream_versions[0].1, 4);
+}
+
+async fn a_multi_stream_append_commits_together_or_not_at_all(b: &Backend) {
+    let store = b.store().await;
+    store
+        .append(AppendRequest::stream("b-1", ExpectedVersion::NoStream, events(0..1)))
+        .await
+        .unwrap();
+    // The second stream's expectation is wrong: neither stream may change.
+    let refused = store
+        .append(
+            AppendRequest::stream("a-1", ExpectedVersion::NoStream, events(1..3))
+                .and_stream("b-1", ExpectedVersion::NoStream, events(3..4)),
+        )
+        .await;
+    assert!(refused.is_err());
+    assert!(store.read_stream("a-1", 0).await.unwrap().is_empty());
+    assert_eq!(store.head_position().await.unwrap(), 1);
+
+    let r = store
+        .append(
+            AppendRequest::stream("a-1", ExpectedVersion::NoStream, events(1..3))
+                .and_stream("b-1", ExpectedVersion::Exact(1), events(3..4)),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.first_position, r.last_position), (2, 4));
+    let all = store.read_all(0, 100).await.unwrap();
+    let streams: Vec<_> = all.iter().map(|e| (e.stream_id.as_str(), e.stream_version)).collect();
+    assert_eq!(streams, vec![("b-1", 1), ("a-1", 1), ("a-1", 2), ("b-1", 2)]);
+}
+
+async fn a_stream_reads_back_in_version_order(b: &Backend) {
+    let store = b.store().await;
+    for i in 0..5u64 {
+        store
+            .append(AppendRequest::stream("s-1", ExpectedVersion::Any, events(i * 3..i * 3 + 3)))
+            .await
+            .unwrap();
+        store
+            .append(AppendRequest::stream("other-1", ExpectedVersion::Any, events(100..101)))
+            .await
+            .unwrap();
+    }
+    let read = store.read_stream("s-1", 0).await.unwrap();
+    let versions: Vec<u64> = read.iter().map(|e| e.stream_version).collect();
+    assert_eq!(versions, (1..=15).collect::<Vec<_>>());
+    let ns: Vec<u64> = read.iter().map(|e| e.payload["n"].as_u64().unwrap()).collect();
+    assert_eq!(ns, (0..15).collect::<Vec<_>>());
+    assert_eq!(store.read_stream("s-1", 13).await.unwrap().len(), 2);
+    assert!(store.read_stream("missing-1", 0).await.unwrap().is_empty());
+}
+
+async fn appending_the_same_event_ids_again_returns_the_first_result(b: &Backend) {
+    let store = b.store().await;
+    let request = AppendRequest::stream("pay-1", ExpectedVersion::NoStream, events(0..3));
+    let first = store.append(request.clone()).await.unwrap();
+    store
+        .append(AppendRequest::stream("pay-1", ExpectedVersion::Any, events(3..4)))
+        .await
+        .unwrap();
+    // A retried request (same ids, now-stale expectation) is a no-op with the first result.
+    let second = store.append(request.clone()).await.unwrap();
+    assert_eq!(first, second);
+    assert_eq!(store.head_position().await.unwrap(), 4);
+
+    // Mixing a known id with new ones is refused, not half-applied.
+    let mut mixed = events(5..7);
+    mixed[0].event_id = request.streams[0].events[0].event_id;
+    let refused = store
+        .append(AppendRequest::stream("pay-1", ExpectedVersion::Any, mixed))
+        .await;
+    assert!(matches!(refused, Err(StoreError::DuplicateEventMismatch(_))));
+    assert_eq!(store.head_position().await.unwrap(), 4);
+}
+
+async fn a_guard_refuses_a_second_owner_in_the_same_transaction(b: &Backend) {
+    let store = b.store().await;
+    let claim = |owner: &str| Guard::Claim {
+        scope: "login".into(),
+        key: "dr.wang".into(),
+        owner: owner.into(),
+    };
+    store
+        .append(AppendRequest::stream("account-1", ExpectedVersion::NoStream, events(0..1)).with_guard(claim("account-1")))
+        .await
+        .unwrap();
+    let taken = store
+        .append(AppendRequest::stream("account-2", ExpectedVersion::NoStream, events(1..2)).with_guard(claim("account-2")))
+        .await;
+    assert!(matches!(taken, Err(StoreError::GuardTaken { .. })), "{taken:?}");
+    assert!(store.read_stream("account-2", 0).await.unwrap().is_empty());
+    assert_eq!(store.guard_owner("login", "dr.wang").await.unwrap().as_deref(), Some("account-1"));
+
+    // The owner may claim again; a release frees the key for others.
+    store
+        .append(
+            AppendRequest::stream("account-1", ExpectedVersion::Any, events(2..3))
+                .with_guard(claim("account-1"))
+                .with_guard(Guard::Release {
+                    scope: "login".into(),
+                    key: "dr.wang".into(),
+                }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.guard_owner("login", "dr.wang").await.unwrap(), None);
+    store
+        .append(AppendRequest::stream("account-2", ExpectedVersion::NoStream, events(3..4)).with_guard(claim("account-2")))
+        .await
+        .unwrap();
+    assert_eq!(store.guard_owner("login", "dr.wang").await.unwrap().as_deref(), Some("account-2"));
+
+    // Two requests racing for one key in the same group commit: exactly one wins.
+    let race = |owner: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .append(
+                    AppendRequest::stream(format!("{owner}-x"), ExpectedVersion::NoStream, events(9..10)).with_guard(
+                        Guard::Claim {
+                            scope: "login".into(),
+                            key: "dr.li".into(),
+                            owner: owner.into(),
+                        },
+                    ),
+                )
+                .await
+        }
+    };
+    let (x, y) = tokio::join!(race("alpha"), race("beta"));
+    assert!(x.is_ok() != y.is_ok(), "exactly one claim must win: {x:?} {y:?}");
+}
+
+/// Many writers append concurrently (on PostgreSQL through two store
+/// instances, i.e. two independent connection pools and group-commit
+/// writers, as two processes would); a reader follows `read_all` the whole
+/// time. It must see every event exactly once, in the order a final read
+/// reports, with dense positions.
+async fn readers_never_skip_or_reorder_under_concurrent_writers(b: &Backend) {
+    let stores: Vec<Arc<dyn EventStore>> = match b {
+        Backend::Sqlite(_) => vec![b.store().await],
+        Backend::Postgres(_) => vec![b.store().await, b.store().await],
+    };
+    const WRITERS: usize = 16;
+    const APPENDS: u64 = 150;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let store = stores[0].clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut cursor = 0;
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+                let batch = store.read_all(cursor, 97).await.unwrap();
+                if batch.is_empty() {
+                    if finished {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                }
+                for e in batch {
+                    cursor = e.global_position;
+                    seen.push((e.global_position, e.event_id));
+                }
+            }
+            seen
+        })
+    };
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let store = stores[w % stores.len()].clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..APPENDS {
+                let size = 1 + (i % 3);
+                store
+                    .append(AppendRequest::stream(
+                        format!("w-{w}"),
+                        ExpectedVersion::Exact(if i == 0 { 0 } else { (0..i).map(|j| 1 + j % 3).sum() }),
+                        events(0..size),
+                    ))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = reader.await.unwrap();
+    let total: u64 = (0..APPENDS).map(|j| 1 + j % 3).sum::<u64>() * WRITERS as u64;
+    assert_eq!(seen.len() as u64, total, "the follower saw a different number of events");
+    let positions: Vec<u64> = seen.iter().map(|s| s.0).collect();
+    assert_eq!(positions, (1..=total).collect::<Vec<_>>(), "positions must be dense and in order");
+    let ids: HashSet<_> = seen.iter().map(|s| s.1).collect();
+    assert_eq!(ids.len() as u64, total, "an event was seen twice");
+    let mut final_read = Vec::new();
+    let mut cursor = 0;
+    loop {
+        let batch = stores[0].read_all(cursor, 1000).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        cursor = batch.last().unwrap().global_position;
+        final_read.extend(batch.into_iter().map(|e| (e.global_position, e.event_id)));
+    }
+    assert_eq!(seen, final_read, "the order observed while writing changed afterwards");
+    for w in 0..WRITERS {
+        let versions: Vec<u64> = stores[0]
+            .read_stream(&format!("w-{w}"), 0)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.stream_version)
+            .collect();
+        assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>());
+    }
+}
+
+async fn group_commit_keeps_each_request_all_or_nothing(b: &Backend) {
+    let store = b.store().await;
+    store
+        .append(AppendRequest::stream("shared-1", ExpectedVersion::NoStream, events(0..1)))
+        .await
+        .unwrap();
+    // 40 requests race with the same expectation: exactly one may win; the
+    // rest conflict and leave nothing behind, even though they commit in
+    // shared transactions.
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .append(
+                        AppendRequest::stream("shared-1", ExpectedVersion::Exact(1), events(i..i + 2))
+                            .and_stream(format!("side-{i}"), ExpectedVersion::NoStream, events(0..1)),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        if t.await.unwrap().is_ok() {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(store.read_stream("shared-1", 0).await.unwrap().len(), 3);
+    assert_eq!(store.head_position().await.unwrap(), 4);
+}
+
+async fn bad_requests_are_refused_without_writing(b: &Backend) {
+    let store = b.store().await;
+    for bad in [
+        AppendRequest::stream("nocategory", ExpectedVersion::Any, events(0..1)),
+        AppendRequest::stream("Upper-1", ExpectedVersion::Any, events(0..1)),
+        AppendRequest::stream("empty-1", ExpectedVersion::Any, vec![]),
+        AppendRequest::stream("twice-1", ExpectedVersion::Any, events(0..1)).and_stream("twice-1", ExpectedVersion::Any, events(1..2)),
+    ] {
+        let r = store.append(bad).await;
+        assert!(matches!(r, Err(StoreError::InvalidRequest(_))), "{r:?}");
+    }
+    let mut dup = events(0..2);
+    dup[1].event_id = dup[0].event_id;
+    assert!(store
+        .append(AppendRequest::stream("dup-1", ExpectedVersion::Any, dup))
+        .await
+        .is_err());
+    assert_eq!(store.head_position().await.unwrap(), 0);
+}
