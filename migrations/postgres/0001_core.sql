@@ -57,7 +57,7 @@ CREATE TABLE idempotency_keys (
     scope        TEXT        NOT NULL,
     key          TEXT        NOT NULL,
     request_hash TEXT        NOT NULL,
-    status       INT,
+    status       BIGINT,
     headers      TEXT,
     body         BYTEA,
     created_at   TIMESTAMPTZ NOT NULL,
@@ -66,6 +66,6 @@ CREATE TABLE idempotency_keys (
 
 CREATE TABLE projection_checkpoints (
     name     TEXT   PRIMARY KEY,
-    version  INT    NOT NULL,
+    version  BIGINT NOT NULL,
     position BIGINT NOT NULL
 );

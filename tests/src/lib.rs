@@ -191,3 +191,204 @@ pub fn init_logs() {
         .with_test_writer()
         .try_init();
 }
+
+/// Generate one test per backend from `async fn name(&Backend)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    $crate::init_logs();
+                    let backend = $crate::Backend::sqlite();
+                    super::$name(&backend).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    $crate::init_logs();
+                    let Some(backend) = $crate::Backend::postgres().await else { return };
+                    super::$name(&backend).await;
+                }
+            )*
+        }
+    };
+}
+
+/// A whole deployment: a store backend and, optionally, JetStream.
+pub struct Deployment {
+    pub backend: Backend,
+    pub nats: Option<NatsStream>,
+    pub master_key: MasterKey,
+}
+
+impl Deployment {
+    /// SQLite and the in-process bus.
+    pub fn embedded() -> Deployment {
+        Deployment {
+            backend: Backend::sqlite(),
+            nats: None,
+            master_key: MasterKey::generate(),
+        }
+    }
+
+    /// PostgreSQL and NATS JetStream (None when skipped outside CI).
+    pub async fn postgres_nats() -> Option<Deployment> {
+        let backend = Backend::postgres().await?;
+        let nats = NatsStream::create().await?;
+        Some(Deployment {
+            backend,
+            nats: Some(nats),
+            master_key: MasterKey::generate(),
+        })
+    }
+
+    pub fn config(&self) -> Config {
+        let mut c = self.backend.config(&self.master_key);
+        if let Some(n) = &self.nats {
+            n.apply(&mut c);
+        }
+        c
+    }
+
+    pub async fn cleanup(self) {
+        if let Some(n) = &self.nats {
+            n.cleanup().await;
+        }
+    }
+}
+
+/// Generate one test per deployment from `async fn name(&Deployment)`.
+#[macro_export]
+macro_rules! on_both_deployments {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    $crate::init_logs();
+                    let d = $crate::Deployment::embedded();
+                    super::$name(&d).await;
+                    d.cleanup().await;
+                }
+            )*
+        }
+        mod postgres_nats {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    $crate::init_logs();
+                    let Some(d) = $crate::Deployment::postgres_nats().await else { return };
+                    super::$name(&d).await;
+                    d.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+pub const OPERATOR_PASSWORD: &str = "Operator-Pass-2026!";
+
+/// A running `medledger serve` on a free loopback port.
+pub struct TestServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub running: medledger_api::server::RunningServer,
+}
+
+impl TestServer {
+    pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> TestServer {
+        let running = medledger_api::server::start(
+            config,
+            "127.0.0.1:0".parse().unwrap(),
+            clock,
+            Some(OPERATOR_PASSWORD.to_string()),
+            false,
+        )
+        .await
+        .expect("server starts");
+        TestServer {
+            base: format!("http://{}", running.addr),
+            http: reqwest::Client::new(),
+            running,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn app(&self) -> &medledger_commands::App {
+        &self.running.app
+    }
+
+    pub async fn head(&self) -> u64 {
+        self.app().store.head_position().await.unwrap()
+    }
+
+    /// POST JSON; returns status, headers and the parsed body.
+    pub async fn post(&self, path: &str, token: Option<&str>, body: serde_json::Value) -> Reply {
+        let mut r = self.http.post(self.url(path)).json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        Reply::from(r.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        let mut r = self.http.get(self.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        Reply::from(r.send().await.unwrap()).await
+    }
+
+    /// Log in and return (token, position).
+    pub async fn login(&self, login: &str, password: &str) -> (String, u64) {
+        let r = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                serde_json::json!({"login": login, "password": password, "client": "pc"}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "login failed: {}", r.body);
+        (r.body["token"].as_str().unwrap().to_string(), r.body["position"].as_u64().unwrap())
+    }
+
+    pub async fn stop(self) {
+        self.running.stop().await.unwrap();
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: serde_json::Value,
+}
+
+impl Reply {
+    pub async fn from(r: reqwest::Response) -> Reply {
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        Reply { status, headers, body }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Assert a problem+json answer with this status and code.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.body);
+        assert_eq!(self.body["code"], code, "unexpected problem: {}", self.body);
+        assert_eq!(self.header("content-type"), Some("application/problem+json"));
+    }
+}

@@ -19,32 +19,7 @@ fn events(range: std::ops::Range<u64>) -> Vec<NewEvent> {
     range.map(event).collect()
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    medledger_tests::init_logs();
-                    let backend = medledger_tests::Backend::sqlite();
-                    super::$name(&backend).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    medledger_tests::init_logs();
-                    let Some(backend) = medledger_tests::Backend::postgres().await else { return };
-                    super::$name(&backend).await;
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+medledger_tests::on_both_backends!(
     a_stale_expected_version_is_a_conflict_and_writes_nothing,
     a_multi_stream_append_commits_together_or_not_at_all,
     a_stream_reads_back_in_version_order,
