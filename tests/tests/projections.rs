@@ -1,0 +1,299 @@
+//! Projections: rebuilds equal live read models, version bumps rebuild,
+//! a lossy bus is repaired from the store, several nodes share the work.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use medledger_api::platform::Platform;
+use medledger_commands::args;
+use medledger_commands::codec::Metadata;
+use medledger_commands::db::{Db, DbTx};
+use medledger_commands::identity;
+use medledger_commands::relay::{PublishError, Publisher, Relay};
+use medledger_commands::store::RecordedEvent;
+use medledger_domain::identity::ClientKind;
+use medledger_projections::bus::in_process::InProcessBus;
+use medledger_projections::bus::{Bus, BusError, Delivery};
+use medledger_projections::{read_models, Projection, ProjectionError, Runner};
+use medledger_tests::{system_clock, Backend, Deployment, TestServer, OPERATOR_PASSWORD};
+use serde_json::json;
+
+medledger_tests::on_both_backends!(
+    a_rebuilt_read_model_equals_the_live_one,
+    a_version_bump_rebuilds_the_read_model,
+    a_lossy_bus_is_repaired_from_the_store,
+);
+
+async fn dump(db: &Db, table: &str, order: &str) -> Vec<String> {
+    let sql = if db.is_postgres() {
+        format!("SELECT CAST(row_to_json(t) AS TEXT) FROM (SELECT * FROM {table} ORDER BY {order}) t")
+    } else {
+        // SQLite: every column, as text, in order.
+        let cols: Vec<String> = db
+            .fetch_all(&format!("SELECT name FROM pragma_table_info('{table}')"), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String>(0).unwrap())
+            .collect();
+        let concat = cols
+            .iter()
+            .map(|c| format!("COALESCE(CAST({c} AS TEXT), 'NULL')"))
+            .collect::<Vec<_>>()
+            .join(" || '|' || ");
+        format!("SELECT {concat} FROM {table} ORDER BY {order}")
+    };
+    db.fetch_all(&sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String>(0).unwrap())
+        .collect()
+}
+
+async fn login_traffic(platform: &Platform, n: usize) {
+    for i in 0..n {
+        let password = if i % 3 == 0 { "wrong-Pass-1".to_string() } else { OPERATOR_PASSWORD.to_string() };
+        let _ = identity::login(&platform.app, "operator", password, ClientKind::Mobile, &Metadata::system()).await;
+    }
+}
+
+async fn started(b: &Backend) -> Platform {
+    let mut p = opened(b).await;
+    p.start().await.unwrap();
+    p
+}
+
+/// Open without running its relay and projections (the test runs its own).
+async fn opened(b: &Backend) -> Platform {
+    let config = b.config(&medledger_commands::crypto::MasterKey::generate());
+    let p = Platform::open(&config, system_clock()).await.unwrap();
+    identity::bootstrap_operator(&p.app, Some(OPERATOR_PASSWORD.into())).await.unwrap();
+    p
+}
+
+async fn wait_all(platform: &Platform) {
+    let head = platform.app.store.head_position().await.unwrap();
+    let status = platform.runner.status();
+    for name in status.names() {
+        assert!(status.wait_for(name, head, Duration::from_secs(20)).await, "{name} did not reach {head}");
+    }
+}
+
+async fn a_rebuilt_read_model_equals_the_live_one(b: &Backend) {
+    let platform = started(b).await;
+    login_traffic(&platform, 12).await;
+    wait_all(&platform).await;
+    let db = platform.app.store.db();
+    let live_accounts = dump(&db, "rm_accounts", "account_id").await;
+    let live_audit = dump(&db, "rm_audit_log", "position").await;
+    assert_eq!(live_audit.len() as u64, platform.app.store.head_position().await.unwrap());
+    assert!(live_accounts[0].contains("operator"));
+
+    let n = platform.runner.rebuild("accounts").await.unwrap();
+    assert!(n > 0);
+    platform.runner.rebuild("audit_log").await.unwrap();
+    assert_eq!(dump(&db, "rm_accounts", "account_id").await, live_accounts);
+    assert_eq!(dump(&db, "rm_audit_log", "position").await, live_audit);
+    assert!(matches!(
+        platform.runner.rebuild("no_such_projection").await,
+        Err(ProjectionError::Unknown(_))
+    ));
+    platform.shutdown().await;
+}
+
+/// Counts events per type; its version is chosen by the test.
+struct Counter(u32);
+
+#[async_trait]
+impl Projection for Counter {
+    fn name(&self) -> &'static str {
+        "test_counter"
+    }
+    fn version(&self) -> u32 {
+        self.0
+    }
+    fn event_types(&self) -> &'static [&'static str] {
+        &["LoginFailed", "LoginSucceeded"]
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        &["test_counter"]
+    }
+    async fn apply(&self, tx: &mut DbTx, e: &RecordedEvent) -> Result<(), ProjectionError> {
+        tx.execute(
+            "INSERT INTO test_counter (event_type, n) VALUES ($1, $2) \
+             ON CONFLICT (event_type) DO UPDATE SET n = test_counter.n + $2",
+            &args![e.event_type.as_str(), 1i64 + (self.0 as i64 - 1) * 100],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+async fn counts(db: &Db) -> Vec<(String, i64)> {
+    db.fetch_all("SELECT event_type, n FROM test_counter ORDER BY event_type", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get::<String>(0).unwrap(), r.get::<i64>(1).unwrap()))
+        .collect()
+}
+
+async fn a_version_bump_rebuilds_the_read_model(b: &Backend) {
+    let platform = started(b).await;
+    login_traffic(&platform, 6).await;
+    let store = platform.app.store.clone();
+    let db = store.db();
+    db.execute("CREATE TABLE IF NOT EXISTS test_counter (event_type TEXT PRIMARY KEY, n BIGINT NOT NULL)", &[])
+        .await
+        .unwrap();
+    let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new());
+    let v1 = Runner::new(store.clone(), platform.app.codec.clone(), bus.clone(), vec![Arc::new(Counter(1))]);
+    v1.prepare().await.unwrap();
+    v1.catch_up_all().await.unwrap();
+    let before = counts(&db).await;
+    assert!(before.contains(&("LoginFailed".to_string(), 2)), "{before:?}");
+    // Version 2 counts differently; preparing it must clear and replay.
+    let v2 = Runner::new(store.clone(), platform.app.codec.clone(), bus, vec![Arc::new(Counter(2))]);
+    v2.prepare().await.unwrap();
+    v2.catch_up_all().await.unwrap();
+    let after = counts(&db).await;
+    assert!(after.contains(&("LoginFailed".to_string(), 202)), "{after:?}");
+    platform.shutdown().await;
+}
+
+/// The real in-process bus, but every other publish is lost.
+struct LossyBus {
+    inner: InProcessBus,
+    publishes: AtomicU64,
+}
+
+#[async_trait]
+impl Publisher for LossyBus {
+    async fn publish(&self, events: &[RecordedEvent]) -> Result<(), PublishError> {
+        if self.publishes.fetch_add(1, Ordering::SeqCst) % 2 == 1 {
+            return Ok(());
+        }
+        self.inner.publish(events).await
+    }
+}
+
+#[async_trait]
+impl Bus for LossyBus {
+    async fn subscribe(&self, consumer: &str) -> Result<futures::stream::BoxStream<'static, Delivery>, BusError> {
+        self.inner.subscribe(consumer).await
+    }
+    async fn healthy(&self) -> bool {
+        true
+    }
+    fn kind(&self) -> &'static str {
+        "lossy"
+    }
+}
+
+async fn a_lossy_bus_is_repaired_from_the_store(b: &Backend) {
+    let platform = opened(b).await;
+    let store = platform.app.store.clone();
+    let bus = Arc::new(LossyBus {
+        inner: InProcessBus::new(),
+        publishes: AtomicU64::new(0),
+    });
+    let db = store.db();
+    db.execute("CREATE TABLE IF NOT EXISTS test_counter (event_type TEXT PRIMARY KEY, n BIGINT NOT NULL)", &[])
+        .await
+        .unwrap();
+    let runner = Runner::new(store.clone(), platform.app.codec.clone(), bus.clone(), vec![Arc::new(Counter(1))]);
+    runner.prepare().await.unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let tasks = runner.spawn(rx.clone());
+    let relay = tokio::spawn(
+        Relay {
+            store: store.clone(),
+            publisher: bus.clone(),
+            seal_every: 1000,
+        }
+        .run(rx),
+    );
+    // Give the follower its subscription, then write while half the traffic is lost.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..10 {
+        login_traffic(&platform, 3).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let head = store.head_position().await.unwrap();
+    assert!(runner.status().wait_for("test_counter", head, Duration::from_secs(20)).await);
+    assert!(bus.publishes.load(Ordering::SeqCst) >= 2, "the relay published through the lossy bus");
+    let total: i64 = counts(&db).await.iter().map(|c| c.1).sum();
+    let logins = store
+        .read_all(0, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.event_type.starts_with("Login"))
+        .count() as i64;
+    assert_eq!(total, logins, "every login event counted exactly once");
+    tx.send(true).unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    relay.await.unwrap();
+    platform.shutdown().await;
+}
+
+/// Two `serve` processes on one PostgreSQL and one JetStream: sessions work
+/// across nodes, revocation is immediate everywhere, and projections shared
+/// through durable consumers apply every event exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_share_the_store_the_bus_and_the_projections() {
+    medledger_tests::init_logs();
+    let Some(d) = Deployment::postgres_nats().await else { return };
+    let config = d.config();
+    let a = TestServer::start(&config, system_clock()).await;
+    let b = TestServer::start(&config, system_clock()).await;
+    let (token, position) = a.login("operator", OPERATOR_PASSWORD).await;
+    let me = b.get(&format!("/api/v1/me?min_position={position}"), Some(&token)).await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    for i in 0..6 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        node.post("/api/v1/auth/login", None, json!({"login": "operator", "password": "bad-Pass-1", "client": "pc"}))
+            .await
+            .assert_problem(401, "invalid_credentials");
+    }
+    let head = a.head().await;
+    for node in [&a, &b] {
+        for name in ["accounts", "audit_log"] {
+            assert!(node.running.status.wait_for(name, head, Duration::from_secs(20)).await);
+        }
+    }
+    let view = read_models::accounts::get(&a.app().store.db(), me.body["account_id"].as_str().unwrap().parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(view.failed_logins, 6, "each failure counted once, whichever node saw it");
+    let rows = a
+        .app()
+        .store
+        .db()
+        .fetch_one_i64("SELECT COUNT(*) FROM rm_audit_log")
+        .await;
+    assert_eq!(rows as u64, head, "no event applied twice");
+
+    let out = b.post("/api/v1/auth/logout", Some(&token), json!({})).await;
+    assert_eq!(out.status, 200);
+    a.get("/api/v1/me", Some(&token)).await.assert_problem(401, "session_expired");
+    a.stop().await;
+    b.stop().await;
+    d.cleanup().await;
+}
+
+trait FetchOne {
+    async fn fetch_one_i64(&self, sql: &str) -> i64;
+}
+
+impl FetchOne for Db {
+    async fn fetch_one_i64(&self, sql: &str) -> i64 {
+        self.fetch_optional(sql, &[]).await.unwrap().unwrap().get::<i64>(0).unwrap()
+    }
+}
