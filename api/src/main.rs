@@ -11,7 +11,11 @@ use medledger_commands::clock::SystemClock;
 use medledger_commands::codec::Metadata;
 
 #[derive(Parser)]
-#[command(name = "medledger", version, about = "MedLedger: an event-sourced platform for medical imaging networks")]
+#[command(
+    name = "medledger",
+    version,
+    about = "MedLedger: an event-sourced platform for medical imaging networks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -131,9 +135,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             config,
         } => {
             let platform = Platform::open(&config, Arc::new(SystemClock)).await?;
-            let position =
-                medledger_commands::administration::forget_subject(&platform.app, subject_id, &reason, &Metadata::system())
-                    .await?;
+            let position = medledger_commands::administration::forget_subject(
+                &platform.app,
+                subject_id,
+                &reason,
+                &Metadata::system(),
+            )
+            .await?;
             println!("subject {subject_id} forgotten (event position {position}); its key is destroyed");
             Ok(ExitCode::SUCCESS)
         }

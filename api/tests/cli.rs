@@ -28,7 +28,13 @@ async fn verify_names_the_first_tampered_event_and_exits_non_zero() {
 
     let store = SqliteEventStore::open(&dir.path().join("medledger.db")).await.unwrap();
     for i in 0..5u64 {
-        let e = NewEvent::new("TestHappened", 1, json!({"n": i}), json!({"client": "system"}), Utc::now());
+        let e = NewEvent::new(
+            "TestHappened",
+            1,
+            json!({"n": i}),
+            json!({"client": "system"}),
+            Utc::now(),
+        );
         store
             .append(AppendRequest::stream("thing-1", ExpectedVersion::Any, vec![e]))
             .await
@@ -41,15 +47,15 @@ async fn verify_names_the_first_tampered_event_and_exits_non_zero() {
     let victim = store.read_all(2, 1).await.unwrap().remove(0);
     store
         .db()
-        .execute(
-            "UPDATE events SET payload = '{\"n\":9}' WHERE global_position = 3",
-            &[],
-        )
+        .execute("UPDATE events SET payload = '{\"n\":9}' WHERE global_position = 3", &[])
         .await
         .unwrap();
     let (code, out) = medledger(&["verify", "--data-dir", data]);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains(&victim.event_id.to_string()), "the report names the event: {out}");
+    assert!(
+        out.contains(&victim.event_id.to_string()),
+        "the report names the event: {out}"
+    );
     assert!(out.contains("global position 3"), "{out}");
 }
 
@@ -59,7 +65,10 @@ async fn replay_and_forget_subject_run_on_the_embedded_store() {
     let data = dir.path().to_str().unwrap();
     let (code, out) = medledger(&["replay", "--data-dir", data]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("rebuilt accounts") && out.contains("rebuilt audit_log"), "{out}");
+    assert!(
+        out.contains("rebuilt accounts") && out.contains("rebuilt audit_log"),
+        "{out}"
+    );
     let subject = uuid::Uuid::now_v7().to_string();
     let (code, out) = medledger(&["forget-subject", &subject, "--data-dir", data]);
     assert_eq!(code, 0, "{out}");

@@ -33,8 +33,9 @@ pub fn authorize(principal: &Principal, permission: Permission, target: &Tenant)
 fn within(principal: &Principal, target: &Tenant) -> bool {
     match principal.role {
         AccountRole::PlatformOperator => true,
-        AccountRole::AllianceAdministrator => principal.tenant.alliance_id.is_some()
-            && principal.tenant.alliance_id == target.alliance_id,
+        AccountRole::AllianceAdministrator => {
+            principal.tenant.alliance_id.is_some() && principal.tenant.alliance_id == target.alliance_id
+        }
         _ => principal.tenant.hospital_id.is_some() && principal.tenant.hospital_id == target.hospital_id,
     }
 }
@@ -61,8 +62,18 @@ mod tests {
             alliance_id: Some(Uuid::from_u128(1)),
             hospital_id: Some(Uuid::from_u128(2)),
         };
-        assert!(authorize(&principal(AccountRole::PlatformOperator, Tenant::PLATFORM), Permission::AuditRead, &h).is_ok());
-        for role in [AccountRole::AllianceAdministrator, AccountRole::HospitalAdministrator, AccountRole::User, AccountRole::Patient] {
+        assert!(authorize(
+            &principal(AccountRole::PlatformOperator, Tenant::PLATFORM),
+            Permission::AuditRead,
+            &h
+        )
+        .is_ok());
+        for role in [
+            AccountRole::AllianceAdministrator,
+            AccountRole::HospitalAdministrator,
+            AccountRole::User,
+            AccountRole::Patient,
+        ] {
             assert!(authorize(&principal(role, h), Permission::AuditRead, &h).is_err());
         }
     }

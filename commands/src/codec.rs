@@ -69,7 +69,12 @@ pub fn catalog() -> Vec<EventTypeInfo> {
     use medledger_domain::administration::AdministrationEvent;
     use medledger_domain::identity::account::AccountEvent;
     use medledger_domain::identity::session::SessionEvent;
-    [AccountEvent::catalog(), SessionEvent::catalog(), AdministrationEvent::catalog()].concat()
+    [
+        AccountEvent::catalog(),
+        SessionEvent::catalog(),
+        AdministrationEvent::catalog(),
+    ]
+    .concat()
 }
 
 /// The bounded context an event type belongs to (`unknown` if none).
@@ -169,7 +174,13 @@ impl EventCodec {
         for e in events {
             let (event_type, mut payload) = encode(e);
             self.keys.seal(&mut payload, now).await?;
-            out.push(NewEvent::new(event_type, e.schema_version(), payload, meta.clone(), now));
+            out.push(NewEvent::new(
+                event_type,
+                e.schema_version(),
+                payload,
+                meta.clone(),
+                now,
+            ));
         }
         Ok(out)
     }

@@ -137,7 +137,10 @@ impl KeyStore {
             None => None,
             Some(w) if w.len() > 12 => {
                 let raw = decrypt(&self.master.0, &w[..12], &w[12..], subject.as_bytes())?;
-                Some(raw.try_into().map_err(|_| CryptoError::Undecryptable("bad key length".into()))?)
+                Some(
+                    raw.try_into()
+                        .map_err(|_| CryptoError::Undecryptable("bad key length".into()))?,
+                )
             }
             Some(_) => return Err(CryptoError::Undecryptable("bad wrapped key".into())),
         };
@@ -298,7 +301,10 @@ impl KeyStore {
 }
 
 fn subject_of(inner: &Map<String, Value>) -> Option<Uuid> {
-    inner.get("subject").and_then(Value::as_str).and_then(|s| Uuid::parse_str(s).ok())
+    inner
+        .get("subject")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
 }
 
 fn collect_pii(v: &Value, f: &mut impl FnMut(&Map<String, Value>)) {

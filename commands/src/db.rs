@@ -14,7 +14,10 @@ use sqlx::{PgPool, Postgres, Row, Sqlite, SqlitePool, Transaction};
 #[derive(Clone, Debug)]
 pub enum Db {
     /// One writer connection (all writes serialize there) and a reader pool.
-    Sqlite { writer: SqlitePool, reader: SqlitePool },
+    Sqlite {
+        writer: SqlitePool,
+        reader: SqlitePool,
+    },
     Postgres(PgPool),
 }
 
@@ -91,18 +94,15 @@ impl<T: Into<Arg>> From<Option<T>> for Arg {
     }
 }
 
-/// `args![a, b, c]` builds a `Vec<Arg>`.
+/// `args![a, b, c]` builds an array of [`Arg`]s.
 #[macro_export]
 macro_rules! args {
-    ($($a:expr),* $(,)?) => { vec![$($crate::db::Arg::from($a)),*] };
+    ($($a:expr),* $(,)?) => { [$($crate::db::Arg::from($a)),*] };
 }
 
 /// A value decodable from both backends.
 pub trait Column:
-    for<'r> sqlx::Decode<'r, Sqlite>
-    + sqlx::Type<Sqlite>
-    + for<'r> sqlx::Decode<'r, Postgres>
-    + sqlx::Type<Postgres>
+    for<'r> sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite> + for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>
 {
 }
 impl<T> Column for T where
@@ -271,7 +271,10 @@ impl DbTx {
 
     pub async fn fetch_optional(&mut self, sql: &str, args: &[Arg]) -> Result<Option<DbRow>, sqlx::Error> {
         Ok(match self {
-            DbTx::Sqlite(t) => sqlite_query(sql, args).fetch_optional(&mut **t).await?.map(DbRow::Sqlite),
+            DbTx::Sqlite(t) => sqlite_query(sql, args)
+                .fetch_optional(&mut **t)
+                .await?
+                .map(DbRow::Sqlite),
             DbTx::Postgres(t) => pg_query(sql, args).fetch_optional(&mut **t).await?.map(DbRow::Postgres),
         })
     }

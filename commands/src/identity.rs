@@ -276,7 +276,11 @@ pub async fn authenticate(app: &App, token: &str) -> Result<Principal, Error> {
     let (state, _) = app.load::<Session>(&stream).await?;
     let now = app.clock.now();
     let s = state.active_at(now).ok_or_else(|| {
-        Error::rejected(Kind::Unauthenticated, "session_expired", "the session has ended or expired")
+        Error::rejected(
+            Kind::Unauthenticated,
+            "session_expired",
+            "the session has ended or expired",
+        )
     })?;
     Ok(Principal {
         account_id: s.account_id,

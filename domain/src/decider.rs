@@ -35,11 +35,7 @@ pub trait Decider {
     type Error: std::fmt::Debug + PartialEq;
 
     /// Decide which events a command produces, given the current state.
-    fn decide(
-        state: &Self::State,
-        command: Self::Command,
-        ctx: &Ctx,
-    ) -> Result<Vec<Self::Event>, Self::Error>;
+    fn decide(state: &Self::State, command: Self::Command, ctx: &Ctx) -> Result<Vec<Self::Event>, Self::Error>;
 
     /// Fold one event into the state.
     fn evolve(state: Self::State, event: &Self::Event) -> Self::State;

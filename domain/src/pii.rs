@@ -35,10 +35,7 @@ impl PersonalData {
     }
 
     pub fn erased(subject: SubjectId) -> Self {
-        PersonalData {
-            subject,
-            value: None,
-        }
+        PersonalData { subject, value: None }
     }
 
     pub fn subject(&self) -> SubjectId {
@@ -115,7 +112,8 @@ mod tests {
 
     #[test]
     fn sealed_form_is_not_mistaken_for_plaintext() {
-        let sealed = serde_json::json!({"$pii": {"subject": Uuid::nil(), "key_id": "k", "nonce": "n", "ciphertext": "c"}});
+        let sealed =
+            serde_json::json!({"$pii": {"subject": Uuid::nil(), "key_id": "k", "nonce": "n", "ciphertext": "c"}});
         assert!(serde_json::from_value::<PersonalData>(sealed).is_err());
     }
 }

@@ -113,7 +113,10 @@ impl Status {
             }
             if let Ok(Some(row)) = self
                 .db
-                .fetch_optional("SELECT position FROM projection_checkpoints WHERE name = $1", &args![name])
+                .fetch_optional(
+                    "SELECT position FROM projection_checkpoints WHERE name = $1",
+                    &args![name],
+                )
                 .await
             {
                 if let Ok(p) = row.get::<i64>(0) {
@@ -184,12 +187,20 @@ impl Runner {
             )
             .await?;
             let row = db
-                .fetch_optional("SELECT version, position FROM projection_checkpoints WHERE name = $1", &args![p.name()])
+                .fetch_optional(
+                    "SELECT version, position FROM projection_checkpoints WHERE name = $1",
+                    &args![p.name()],
+                )
                 .await?
                 .ok_or_else(|| ProjectionError::Unknown(p.name().into()))?;
             let version: i64 = row.get(0)?;
             if version != p.version() as i64 {
-                tracing::info!(projection = p.name(), from = version, to = p.version(), "version changed: rebuilding");
+                tracing::info!(
+                    projection = p.name(),
+                    from = version,
+                    to = p.version(),
+                    "version changed: rebuilding"
+                );
                 self.clear(p.as_ref()).await?;
             } else {
                 self.status.advance(p.name(), row.get::<i64>(1)? as u64);
@@ -250,7 +261,10 @@ impl Runner {
         let row = self
             .store
             .db()
-            .fetch_optional("SELECT position FROM projection_checkpoints WHERE name = $1", &args![name])
+            .fetch_optional(
+                "SELECT position FROM projection_checkpoints WHERE name = $1",
+                &args![name],
+            )
             .await?;
         Ok(match row {
             Some(r) => r.get::<i64>(0)? as u64,

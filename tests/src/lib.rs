@@ -74,7 +74,10 @@ impl Drop for PgDatabase {
         let (admin, name) = (self.admin.clone(), self.name.clone());
         // Drop runs outside async: use a private runtime on a plain thread.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async {
                 let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await.ok()?;
                 sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -357,7 +360,10 @@ impl TestServer {
             )
             .await;
         assert_eq!(r.status, 200, "login failed: {}", r.body);
-        (r.body["token"].as_str().unwrap().to_string(), r.body["position"].as_u64().unwrap())
+        (
+            r.body["token"].as_str().unwrap().to_string(),
+            r.body["position"].as_u64().unwrap(),
+        )
     }
 
     pub async fn stop(self) {

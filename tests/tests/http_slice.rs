@@ -60,7 +60,9 @@ async fn register(app: &App, login: &str, password: &str, role: AccountRole, dis
 async fn the_operator_logs_in_reads_me_and_the_audit_log(d: &Deployment) {
     let s = TestServer::start(&d.config(), system_clock()).await;
     let (token, position) = s.login("operator", OPERATOR_PASSWORD).await;
-    let me = s.get(&format!("/api/v1/me?min_position={position}"), Some(&token)).await;
+    let me = s
+        .get(&format!("/api/v1/me?min_position={position}"), Some(&token))
+        .await;
     assert_eq!(me.status, 200, "{}", me.body);
     assert_eq!(me.body["login"], "operator");
     assert_eq!(me.body["display_name"], "Platform Operator");
@@ -82,11 +84,17 @@ async fn the_operator_logs_in_reads_me_and_the_audit_log(d: &Deployment) {
     assert_eq!(login_event["metadata"]["client"], "pc");
     assert_eq!(login_event["metadata"]["ip"], "127.0.0.1");
     // The operator's display name is personal data: stored encrypted, shown opened.
-    assert_eq!(audit.body["items"][2]["payload"]["display_name"]["$pii"]["value"], "Platform Operator");
+    assert_eq!(
+        audit.body["items"][2]["payload"]["display_name"]["$pii"]["value"],
+        "Platform Operator"
+    );
 
     // Looking was recorded, with who looked and how.
     let view_position = audit.body["position"].as_u64().unwrap();
-    assert_eq!(audit.header("x-event-position"), Some(view_position.to_string().as_str()));
+    assert_eq!(
+        audit.header("x-event-position"),
+        Some(view_position.to_string().as_str())
+    );
     let views = s
         .get(
             &format!("/api/v1/audit/events?type=AuditLogViewed&min_position={view_position}"),
@@ -105,24 +113,39 @@ async fn audit_log_filters_and_cursor_pagination(d: &Deployment) {
     let s = TestServer::start(&d.config(), system_clock()).await;
     let (token, _) = s.login("operator", OPERATOR_PASSWORD).await;
     for _ in 0..3 {
-        s.post("/api/v1/auth/login", None, json!({"login": "operator", "password": "wrong-Pass-1", "client": "mobile"}))
-            .await;
+        s.post(
+            "/api/v1/auth/login",
+            None,
+            json!({"login": "operator", "password": "wrong-Pass-1", "client": "mobile"}),
+        )
+        .await;
     }
     let (_, position) = s.login("operator", OPERATOR_PASSWORD).await;
     let failed = s
-        .get(&format!("/api/v1/audit/events?type=LoginFailed&min_position={position}"), Some(&token))
+        .get(
+            &format!("/api/v1/audit/events?type=LoginFailed&min_position={position}"),
+            Some(&token),
+        )
         .await;
     let items = failed.body["items"].as_array().unwrap();
     assert_eq!(items.len(), 3);
-    assert!(items.iter().all(|i| i["payload"]["reason"] == "wrong_password" && i["payload"]["client"] == "mobile"));
+    assert!(items
+        .iter()
+        .all(|i| i["payload"]["reason"] == "wrong_password" && i["payload"]["client"] == "mobile"));
 
     let me = s.get("/api/v1/me", Some(&token)).await;
     let account = me.body["account_id"].as_str().unwrap();
     let by_stream = s
         .get(&format!("/api/v1/audit/events?stream=account-{account}"), Some(&token))
         .await;
-    assert_eq!(by_stream.body["items"].as_array().unwrap().len(), 6, "registered + 2 successes + 3 failures");
-    let by_actor = s.get(&format!("/api/v1/audit/events?actor={account}"), Some(&token)).await;
+    assert_eq!(
+        by_stream.body["items"].as_array().unwrap().len(),
+        6,
+        "registered + 2 successes + 3 failures"
+    );
+    let by_actor = s
+        .get(&format!("/api/v1/audit/events?actor={account}"), Some(&token))
+        .await;
     assert!(by_actor.body["items"]
         .as_array()
         .unwrap()
@@ -132,7 +155,9 @@ async fn audit_log_filters_and_cursor_pagination(d: &Deployment) {
         .get("/api/v1/audit/events?from=2999-01-01T00:00:00Z", Some(&token))
         .await;
     assert_eq!(future.body["items"].as_array().unwrap().len(), 0);
-    let past = s.get("/api/v1/audit/events?to=2000-01-01T00:00:00Z", Some(&token)).await;
+    let past = s
+        .get("/api/v1/audit/events?to=2000-01-01T00:00:00Z", Some(&token))
+        .await;
     assert_eq!(past.body["items"].as_array().unwrap().len(), 0);
 
     // Walk every page of size 2: strictly descending, nothing missed or repeated.
@@ -156,7 +181,14 @@ async fn audit_log_filters_and_cursor_pagination(d: &Deployment) {
     }
     assert_eq!(seen, (1..=head).rev().collect::<Vec<_>>());
 
-    for bad in ["limit=0", "limit=501", "cursor=-1", "from=yesterday", "actor=nobody", "colour=red"] {
+    for bad in [
+        "limit=0",
+        "limit=501",
+        "cursor=-1",
+        "from=yesterday",
+        "actor=nobody",
+        "colour=red",
+    ] {
         let r = s.get(&format!("/api/v1/audit/events?{bad}"), Some(&token)).await;
         r.assert_problem(400, "invalid_query");
     }
@@ -173,26 +205,55 @@ async fn every_login_attempt_is_an_event_and_bad_input_writes_nothing(d: &Deploy
         let login = login.clone();
         async move {
             medledger_tests::Reply::from(
-                http.post(login).header("content-type", ctype).body(body).send().await.unwrap(),
+                http.post(login)
+                    .header("content-type", ctype)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap(),
             )
             .await
         }
     };
-    raw("{\"login\": \"operator\",", "application/json").await.assert_problem(400, "malformed_json");
-    raw("{\"login\": 7, \"password\": \"x\", \"client\": \"pc\"}", "application/json")
+    raw("{\"login\": \"operator\",", "application/json")
+        .await
+        .assert_problem(400, "malformed_json");
+    raw(
+        "{\"login\": 7, \"password\": \"x\", \"client\": \"pc\"}",
+        "application/json",
+    )
+    .await
+    .assert_problem(422, "invalid_body");
+    raw(
+        "{\"login\": \"operator\", \"password\": \"x\", \"client\": \"tv\"}",
+        "application/json",
+    )
+    .await
+    .assert_problem(422, "invalid_body");
+    raw(
+        "{\"login\": \"operator\", \"password\": \"x\", \"client\": \"pc\", \"admin\": true}",
+        "application/json",
+    )
+    .await
+    .assert_problem(422, "invalid_body");
+    raw("{\"login\": \"operator\"}", "application/json")
         .await
         .assert_problem(422, "invalid_body");
-    raw("{\"login\": \"operator\", \"password\": \"x\", \"client\": \"tv\"}", "application/json")
+    raw("login=operator", "text/plain")
         .await
-        .assert_problem(422, "invalid_body");
-    raw("{\"login\": \"operator\", \"password\": \"x\", \"client\": \"pc\", \"admin\": true}", "application/json")
-        .await
-        .assert_problem(422, "invalid_body");
-    raw("{\"login\": \"operator\"}", "application/json").await.assert_problem(422, "invalid_body");
-    raw("login=operator", "text/plain").await.assert_problem(415, "unsupported_media_type");
-    let huge = format!("{{\"login\": \"operator\", \"password\": \"{}\", \"client\": \"pc\"}}", "x".repeat(100_000));
+        .assert_problem(415, "unsupported_media_type");
+    let huge = format!(
+        "{{\"login\": \"operator\", \"password\": \"{}\", \"client\": \"pc\"}}",
+        "x".repeat(100_000)
+    );
     medledger_tests::Reply::from(
-        s.http.post(&login).header("content-type", "application/json").body(huge).send().await.unwrap(),
+        s.http
+            .post(&login)
+            .header("content-type", "application/json")
+            .body(huge)
+            .send()
+            .await
+            .unwrap(),
     )
     .await
     .assert_problem(413, "payload_too_large");
@@ -200,11 +261,19 @@ async fn every_login_attempt_is_an_event_and_bad_input_writes_nothing(d: &Deploy
 
     // A wrong password and an unknown login name answer alike, and both are recorded.
     let wrong = s
-        .post("/api/v1/auth/login", None, json!({"login": "operator", "password": "nope-Nope-1", "client": "pc"}))
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"login": "operator", "password": "nope-Nope-1", "client": "pc"}),
+        )
         .await;
     wrong.assert_problem(401, "invalid_credentials");
     let unknown = s
-        .post("/api/v1/auth/login", None, json!({"login": "nobody", "password": "nope-Nope-1", "client": "mobile"}))
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"login": "nobody", "password": "nope-Nope-1", "client": "mobile"}),
+        )
         .await;
     unknown.assert_problem(401, "invalid_credentials");
     assert_eq!(wrong.body["detail"], unknown.body["detail"]);
@@ -224,15 +293,26 @@ async fn missing_or_invalid_tokens_are_refused(d: &Deployment) {
     let before = s.head().await;
     for path in ["/api/v1/me", "/api/v1/audit/events"] {
         s.get(path, None).await.assert_problem(401, "unauthenticated");
-        s.get(path, Some("mlt_forged-token")).await.assert_problem(401, "unauthenticated");
+        s.get(path, Some("mlt_forged-token"))
+            .await
+            .assert_problem(401, "unauthenticated");
         let r = medledger_tests::Reply::from(
-            s.http.get(s.url(path)).header("authorization", "Basic b3A6cHc=").send().await.unwrap(),
+            s.http
+                .get(s.url(path))
+                .header("authorization", "Basic b3A6cHc=")
+                .send()
+                .await
+                .unwrap(),
         )
         .await;
         r.assert_problem(401, "unauthenticated");
     }
-    s.post("/api/v1/auth/logout", None, json!({})).await.assert_problem(401, "unauthenticated");
-    s.get("/api/v1/nothing-here", None).await.assert_problem(404, "not_found");
+    s.post("/api/v1/auth/logout", None, json!({}))
+        .await
+        .assert_problem(401, "unauthenticated");
+    s.get("/api/v1/nothing-here", None)
+        .await
+        .assert_problem(404, "not_found");
     let r = medledger_tests::Reply::from(s.http.delete(s.url("/api/v1/me")).send().await.unwrap()).await;
     r.assert_problem(405, "method_not_allowed");
     assert_eq!(s.head().await, before);
@@ -247,15 +327,21 @@ async fn logout_revokes_the_token_at_once(d: &Deployment) {
     let out = s.post("/api/v1/auth/logout", Some(&token), json!({})).await;
     assert_eq!(out.status, 200);
     assert!(out.body["position"].as_u64().unwrap() > 0);
-    s.get("/api/v1/me", Some(&token)).await.assert_problem(401, "session_expired");
-    s.post("/api/v1/auth/logout", Some(&token), json!({})).await.assert_problem(401, "session_expired");
+    s.get("/api/v1/me", Some(&token))
+        .await
+        .assert_problem(401, "session_expired");
+    s.post("/api/v1/auth/logout", Some(&token), json!({}))
+        .await
+        .assert_problem(401, "session_expired");
 
     // Sessions end by themselves after 12 hours (decided from the injected clock).
     let (token, _) = s.login("operator", OPERATOR_PASSWORD).await;
     clock.advance(chrono::Duration::hours(12) - chrono::Duration::seconds(1));
     assert_eq!(s.get("/api/v1/me", Some(&token)).await.status, 200);
     clock.advance(chrono::Duration::seconds(1));
-    s.get("/api/v1/me", Some(&token)).await.assert_problem(401, "session_expired");
+    s.get("/api/v1/me", Some(&token))
+        .await
+        .assert_problem(401, "session_expired");
     s.stop().await;
 }
 
@@ -265,10 +351,14 @@ async fn non_operators_are_refused_the_audit_log(d: &Deployment) {
         let login = format!("user{}", Uuid::new_v4().simple());
         register(s.app(), &login, "Doctor-Pass-1", role, "Li Si").await;
         let (token, position) = s.login(&login, "Doctor-Pass-1").await;
-        let me = s.get(&format!("/api/v1/me?min_position={position}"), Some(&token)).await;
+        let me = s
+            .get(&format!("/api/v1/me?min_position={position}"), Some(&token))
+            .await;
         assert_eq!(me.body["tenant"]["hospital_id"], Uuid::from_u128(2).to_string());
         let before = s.head().await;
-        s.get("/api/v1/audit/events", Some(&token)).await.assert_problem(403, "forbidden");
+        s.get("/api/v1/audit/events", Some(&token))
+            .await
+            .assert_problem(403, "forbidden");
         assert_eq!(s.head().await, before, "a refused look is not a look");
     }
     s.stop().await;
@@ -300,12 +390,16 @@ async fn an_idempotency_key_replays_the_first_response(d: &Deployment) {
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(again.header("x-event-position"), first.header("x-event-position"));
     assert_eq!(s.head().await, head, "no second event");
-    send("login-1", "another-Pass-1").await.assert_problem(422, "idempotency_key_reused");
+    send("login-1", "another-Pass-1")
+        .await
+        .assert_problem(422, "idempotency_key_reused");
     assert_eq!(s.head().await, head);
     // A failed attempt is replayed too, without recording it twice.
     let failed = send("login-2", "wrong-Pass-1").await;
     failed.assert_problem(401, "invalid_credentials");
-    send("login-2", "wrong-Pass-1").await.assert_problem(401, "invalid_credentials");
+    send("login-2", "wrong-Pass-1")
+        .await
+        .assert_problem(401, "invalid_credentials");
     assert_eq!(s.head().await, head + 1);
     s.stop().await;
 }
@@ -316,27 +410,40 @@ async fn a_forgotten_subject_reads_as_erased(d: &Deployment) {
     let login = format!("zhang{}", Uuid::new_v4().simple());
     let id = register(s.app(), &login, "Patient-Pass-1", AccountRole::User, "张三").await;
     let (token, position) = s.login(&login, "Patient-Pass-1").await;
-    let me = s.get(&format!("/api/v1/me?min_position={position}"), Some(&token)).await;
+    let me = s
+        .get(&format!("/api/v1/me?min_position={position}"), Some(&token))
+        .await;
     assert_eq!(me.body["display_name"], "张三");
 
-    let forgot = medledger_commands::administration::forget_subject(s.app(), id, "erasure request", &Metadata::system())
-        .await
-        .unwrap();
+    let forgot =
+        medledger_commands::administration::forget_subject(s.app(), id, "erasure request", &Metadata::system())
+            .await
+            .unwrap();
     let me = s.get(&format!("/api/v1/me?min_position={forgot}"), Some(&token)).await;
     assert_eq!(me.body["display_name"], serde_json::Value::Null);
     assert_eq!(me.body["display_name_erased"], true);
 
     let (op, _) = s.login("operator", OPERATOR_PASSWORD).await;
     let audit = s
-        .get(&format!("/api/v1/audit/events?stream=account-{id}&type=AccountRegistered"), Some(&op))
+        .get(
+            &format!("/api/v1/audit/events?stream=account-{id}&type=AccountRegistered"),
+            Some(&op),
+        )
         .await;
-    assert_eq!(audit.body["items"][0]["payload"]["display_name"]["$pii"]["erased"], true);
+    assert_eq!(
+        audit.body["items"][0]["payload"]["display_name"]["$pii"]["erased"],
+        true
+    );
 
-    let report = medledger_commands::verify::verify(s.app().store.as_ref()).await.unwrap();
+    let report = medledger_commands::verify::verify(s.app().store.as_ref())
+        .await
+        .unwrap();
     assert_eq!(report.failure, None);
 
     // A replay from the log cannot bring the name back.
-    let platform = medledger_api::platform::Platform::open(&config, system_clock()).await.unwrap();
+    let platform = medledger_api::platform::Platform::open(&config, system_clock())
+        .await
+        .unwrap();
     platform.runner.prepare().await.unwrap();
     platform.runner.rebuild("accounts").await.unwrap();
     let view = medledger_projections::read_models::accounts::get(&s.app().store.db(), id)
@@ -365,8 +472,13 @@ async fn queries_wait_for_their_position_or_answer_503(d: &Deployment) {
     let started = std::time::Instant::now();
     let late = s.get(&format!("/api/v1/me?min_position={far}"), Some(&token)).await;
     late.assert_problem(503, "projection_lagging");
-    assert!(started.elapsed() >= std::time::Duration::from_secs(4), "the wait is bounded, not skipped");
-    s.get("/api/v1/me?min_position=soon", Some(&token)).await.assert_problem(400, "invalid_min_position");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(4),
+        "the wait is bounded, not skipped"
+    );
+    s.get("/api/v1/me?min_position=soon", Some(&token))
+        .await
+        .assert_problem(400, "invalid_min_position");
     s.stop().await;
 }
 
@@ -377,10 +489,22 @@ async fn health_metrics_and_openapi(d: &Deployment) {
     assert_eq!(ready.status, 200, "{}", ready.body);
     assert_eq!(ready.body["store"], "ok");
     assert_eq!(ready.body["bus"]["status"], "ok");
-    let expected_bus = if d.nats.is_some() { "nats-jetstream" } else { "in-process" };
+    let expected_bus = if d.nats.is_some() {
+        "nats-jetstream"
+    } else {
+        "in-process"
+    };
     assert_eq!(ready.body["bus"]["kind"], expected_bus);
     s.login("operator", OPERATOR_PASSWORD).await;
-    let metrics = s.http.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for name in [
         "medledger_http_requests_total",
         "medledger_http_request_duration_seconds",
@@ -392,7 +516,13 @@ async fn health_metrics_and_openapi(d: &Deployment) {
     }
     let doc = s.get("/api/openapi.json", None).await;
     assert_eq!(doc.status, 200);
-    for path in ["/api/v1/auth/login", "/api/v1/auth/logout", "/api/v1/me", "/api/v1/audit/events", "/readyz"] {
+    for path in [
+        "/api/v1/auth/login",
+        "/api/v1/auth/logout",
+        "/api/v1/me",
+        "/api/v1/audit/events",
+        "/readyz",
+    ] {
         assert!(doc.body["paths"][path].is_object(), "{path} missing from OpenAPI");
     }
     assert!(doc.body["components"]["schemas"]["Problem"].is_object());

@@ -30,9 +30,19 @@ async fn republished_events_are_deduplicated_and_delivered_in_order() {
     let backend = Backend::sqlite();
     let store = backend.store().await;
     for i in 0..20u64 {
-        let e = NewEvent::new("TestHappened", 1, json!({"n": i}), json!({"client": "system"}), Utc::now());
+        let e = NewEvent::new(
+            "TestHappened",
+            1,
+            json!({"n": i}),
+            json!({"client": "system"}),
+            Utc::now(),
+        );
         store
-            .append(AppendRequest::stream(format!("t-{}", i % 4), ExpectedVersion::Any, vec![e]))
+            .append(AppendRequest::stream(
+                format!("t-{}", i % 4),
+                ExpectedVersion::Any,
+                vec![e],
+            ))
             .await
             .unwrap();
     }
@@ -53,7 +63,10 @@ async fn republished_events_are_deduplicated_and_delivered_in_order() {
 
     let mut got = Vec::new();
     while got.len() < 20 {
-        let d = tokio::time::timeout(Duration::from_secs(10), sub.next()).await.unwrap().unwrap();
+        let d = tokio::time::timeout(Duration::from_secs(10), sub.next())
+            .await
+            .unwrap()
+            .unwrap();
         got.extend(d.events.iter().map(|e| e.global_position));
         d.ack().await;
     }
@@ -70,10 +83,14 @@ struct OwnNats {
 
 impl OwnNats {
     fn start(port: u16, dir: tempfile::TempDir) -> OwnNats {
-        let bin = ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .unwrap_or("nats-server");
+        let bin = [
+            "/usr/sbin/nats-server",
+            "/usr/bin/nats-server",
+            "/usr/local/bin/nats-server",
+        ]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("nats-server");
         let child = Command::new(bin)
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(dir.path())
@@ -90,14 +107,20 @@ impl OwnNats {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn commands_succeed_while_nats_is_down_and_the_relay_catches_up() {
     medledger_tests::init_logs();
     // Needs the shared NATS only to decide whether NATS tests run here.
-    let Some(_shared) = NatsStream::create().await else { return };
+    let Some(_shared) = NatsStream::create().await else {
+        return;
+    };
     let nats = OwnNats::start(free_port(), tempfile::tempdir().unwrap());
     let url = format!("nats://127.0.0.1:{}", nats.port);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -109,10 +132,17 @@ async fn commands_succeed_while_nats_is_down_and_the_relay_catches_up() {
     config.nats_subject_prefix = "outage".into();
     let mut platform = Platform::open(&config, system_clock()).await.unwrap();
     platform.start().await.unwrap();
-    identity::bootstrap_operator(&platform.app, Some(OPERATOR_PASSWORD.into())).await.unwrap();
+    identity::bootstrap_operator(&platform.app, Some(OPERATOR_PASSWORD.into()))
+        .await
+        .unwrap();
     let relayed = |p: &Platform| {
         let store = p.app.store.clone();
-        async move { store.checkpoint(medledger_commands::relay::RELAY_CHECKPOINT).await.unwrap() }
+        async move {
+            store
+                .checkpoint(medledger_commands::relay::RELAY_CHECKPOINT)
+                .await
+                .unwrap()
+        }
     };
     for _ in 0..100 {
         if relayed(&platform).await == platform.app.store.head_position().await.unwrap() {
@@ -120,19 +150,34 @@ async fn commands_succeed_while_nats_is_down_and_the_relay_catches_up() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(stream_messages(&url, "OUTAGE").await, platform.app.store.head_position().await.unwrap());
+    assert_eq!(
+        stream_messages(&url, "OUTAGE").await,
+        platform.app.store.head_position().await.unwrap()
+    );
 
     let (port, dir) = nats.stop();
     tokio::time::sleep(Duration::from_millis(300)).await;
     for _ in 0..5 {
-        identity::login(&platform.app, "operator", OPERATOR_PASSWORD.into(), ClientKind::Pc, &Metadata::system())
-            .await
-            .expect("commands succeed without the bus");
+        identity::login(
+            &platform.app,
+            "operator",
+            OPERATOR_PASSWORD.into(),
+            ClientKind::Pc,
+            &Metadata::system(),
+        )
+        .await
+        .expect("commands succeed without the bus");
     }
     assert!(!platform.bus.healthy().await);
     let head = platform.app.store.head_position().await.unwrap();
     // Projections keep up by reading the store while the bus is away.
-    assert!(platform.runner.status().wait_for("audit_log", head, Duration::from_secs(20)).await);
+    assert!(
+        platform
+            .runner
+            .status()
+            .wait_for("audit_log", head, Duration::from_secs(20))
+            .await
+    );
     assert!(relayed(&platform).await < head);
 
     let nats = OwnNats::start(port, dir);

@@ -27,9 +27,19 @@ medledger_tests::on_both_backends!(
 
 async fn fill(store: &Arc<dyn EventStore>) {
     for i in 0..10u64 {
-        let e = NewEvent::new("TestHappened", 1, json!({"n": i, "note": "ok"}), json!({"client": "system"}), Utc::now());
+        let e = NewEvent::new(
+            "TestHappened",
+            1,
+            json!({"n": i, "note": "ok"}),
+            json!({"client": "system"}),
+            Utc::now(),
+        );
         store
-            .append(AppendRequest::stream(format!("thing-{}", i % 3), ExpectedVersion::Any, vec![e]))
+            .append(AppendRequest::stream(
+                format!("thing-{}", i % 3),
+                ExpectedVersion::Any,
+                vec![e],
+            ))
             .await
             .unwrap();
     }
@@ -116,12 +126,22 @@ async fn a_rewritten_hash_is_caught_by_the_global_seal(b: &Backend) {
         .await
         .unwrap();
     let report = verify(store.as_ref()).await.unwrap();
-    assert!(matches!(report.failure, Some(Failure::Seal { position: 10 })), "{:?}", report.failure);
+    assert!(
+        matches!(report.failure, Some(Failure::Seal { position: 10 })),
+        "{:?}",
+        report.failure
+    );
 }
 
 async fn a_v1_event_is_read_as_v2_while_history_stays_as_written(b: &Backend) {
     let store = b.store().await;
-    let e = NewEvent::new("ExamMeasured", 1, json!({"size": 12}), json!({"client": "system"}), Utc::now());
+    let e = NewEvent::new(
+        "ExamMeasured",
+        1,
+        json!({"size": 12}),
+        json!({"client": "system"}),
+        Utc::now(),
+    );
     store
         .append(AppendRequest::stream("exam-1", ExpectedVersion::NoStream, vec![e]))
         .await
@@ -162,24 +182,43 @@ async fn forgetting_a_subject_erases_its_data_but_not_the_ledger(b: &Backend) {
         password_hash: "$argon2id$placeholder-hash-not-used".into(),
         registered_by: None,
     };
-    let new = codec.prepare(&[registered], &Metadata::system(), Utc::now()).await.unwrap();
+    let new = codec
+        .prepare(&[registered], &Metadata::system(), Utc::now())
+        .await
+        .unwrap();
     store
-        .append(AppendRequest::stream(format!("account-{subject}"), ExpectedVersion::NoStream, new))
+        .append(AppendRequest::stream(
+            format!("account-{subject}"),
+            ExpectedVersion::NoStream,
+            new,
+        ))
         .await
         .unwrap();
     let raw = store.read_all_raw(0, 1).await.unwrap().remove(0);
-    assert!(!raw.payload.contains("Zhang San") && !raw.payload.contains("张三"), "stored in clear: {}", raw.payload);
+    assert!(
+        !raw.payload.contains("Zhang San") && !raw.payload.contains("张三"),
+        "stored in clear: {}",
+        raw.payload
+    );
     assert!(raw.payload.contains("ciphertext"));
 
     let opened = codec.open(store.read_all(0, 10).await.unwrap()).await.unwrap();
     assert_eq!(opened[0].payload["display_name"]["$pii"]["value"], "张三 Zhang San");
 
     assert!(codec.keys().destroy(subject, Utc::now()).await.unwrap());
-    assert!(!codec.keys().destroy(subject, Utc::now()).await.unwrap(), "second destroy is a no-op");
+    assert!(
+        !codec.keys().destroy(subject, Utc::now()).await.unwrap(),
+        "second destroy is a no-op"
+    );
     let opened = codec.open(store.read_all(0, 10).await.unwrap()).await.unwrap();
-    assert_eq!(opened[0].payload["display_name"]["$pii"], json!({"subject": subject, "erased": true}));
+    assert_eq!(
+        opened[0].payload["display_name"]["$pii"],
+        json!({"subject": subject, "erased": true})
+    );
     let decoded: AccountEvent = medledger_commands::codec::decode(&opened[0]).unwrap();
-    let AccountEvent::AccountRegistered { display_name, .. } = decoded else { panic!() };
+    let AccountEvent::AccountRegistered { display_name, .. } = decoded else {
+        panic!()
+    };
     assert!(display_name.is_erased());
 
     // The log is untouched and still verifies.

@@ -55,8 +55,19 @@ async fn dump(db: &Db, table: &str, order: &str) -> Vec<String> {
 
 async fn login_traffic(platform: &Platform, n: usize) {
     for i in 0..n {
-        let password = if i % 3 == 0 { "wrong-Pass-1".to_string() } else { OPERATOR_PASSWORD.to_string() };
-        let _ = identity::login(&platform.app, "operator", password, ClientKind::Mobile, &Metadata::system()).await;
+        let password = if i % 3 == 0 {
+            "wrong-Pass-1".to_string()
+        } else {
+            OPERATOR_PASSWORD.to_string()
+        };
+        let _ = identity::login(
+            &platform.app,
+            "operator",
+            password,
+            ClientKind::Mobile,
+            &Metadata::system(),
+        )
+        .await;
     }
 }
 
@@ -70,7 +81,9 @@ async fn started(b: &Backend) -> Platform {
 async fn opened(b: &Backend) -> Platform {
     let config = b.config(&medledger_commands::crypto::MasterKey::generate());
     let p = Platform::open(&config, system_clock()).await.unwrap();
-    identity::bootstrap_operator(&p.app, Some(OPERATOR_PASSWORD.into())).await.unwrap();
+    identity::bootstrap_operator(&p.app, Some(OPERATOR_PASSWORD.into()))
+        .await
+        .unwrap();
     p
 }
 
@@ -78,7 +91,10 @@ async fn wait_all(platform: &Platform) {
     let head = platform.app.store.head_position().await.unwrap();
     let status = platform.runner.status();
     for name in status.names() {
-        assert!(status.wait_for(name, head, Duration::from_secs(20)).await, "{name} did not reach {head}");
+        assert!(
+            status.wait_for(name, head, Duration::from_secs(20)).await,
+            "{name} did not reach {head}"
+        );
     }
 }
 
@@ -89,7 +105,10 @@ async fn a_rebuilt_read_model_equals_the_live_one(b: &Backend) {
     let db = platform.app.store.db();
     let live_accounts = dump(&db, "rm_accounts", "account_id").await;
     let live_audit = dump(&db, "rm_audit_log", "position").await;
-    assert_eq!(live_audit.len() as u64, platform.app.store.head_position().await.unwrap());
+    assert_eq!(
+        live_audit.len() as u64,
+        platform.app.store.head_position().await.unwrap()
+    );
     assert!(live_accounts[0].contains("operator"));
 
     let n = platform.runner.rebuild("accounts").await.unwrap();
@@ -146,17 +165,30 @@ async fn a_version_bump_rebuilds_the_read_model(b: &Backend) {
     login_traffic(&platform, 6).await;
     let store = platform.app.store.clone();
     let db = store.db();
-    db.execute("CREATE TABLE IF NOT EXISTS test_counter (event_type TEXT PRIMARY KEY, n BIGINT NOT NULL)", &[])
-        .await
-        .unwrap();
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS test_counter (event_type TEXT PRIMARY KEY, n BIGINT NOT NULL)",
+        &[],
+    )
+    .await
+    .unwrap();
     let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new());
-    let v1 = Runner::new(store.clone(), platform.app.codec.clone(), bus.clone(), vec![Arc::new(Counter(1))]);
+    let v1 = Runner::new(
+        store.clone(),
+        platform.app.codec.clone(),
+        bus.clone(),
+        vec![Arc::new(Counter(1))],
+    );
     v1.prepare().await.unwrap();
     v1.catch_up_all().await.unwrap();
     let before = counts(&db).await;
     assert!(before.contains(&("LoginFailed".to_string(), 2)), "{before:?}");
     // Version 2 counts differently; preparing it must clear and replay.
-    let v2 = Runner::new(store.clone(), platform.app.codec.clone(), bus, vec![Arc::new(Counter(2))]);
+    let v2 = Runner::new(
+        store.clone(),
+        platform.app.codec.clone(),
+        bus,
+        vec![Arc::new(Counter(2))],
+    );
     v2.prepare().await.unwrap();
     v2.catch_up_all().await.unwrap();
     let after = counts(&db).await;
@@ -201,10 +233,18 @@ async fn a_lossy_bus_is_repaired_from_the_store(b: &Backend) {
         publishes: AtomicU64::new(0),
     });
     let db = store.db();
-    db.execute("CREATE TABLE IF NOT EXISTS test_counter (event_type TEXT PRIMARY KEY, n BIGINT NOT NULL)", &[])
-        .await
-        .unwrap();
-    let runner = Runner::new(store.clone(), platform.app.codec.clone(), bus.clone(), vec![Arc::new(Counter(1))]);
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS test_counter (event_type TEXT PRIMARY KEY, n BIGINT NOT NULL)",
+        &[],
+    )
+    .await
+    .unwrap();
+    let runner = Runner::new(
+        store.clone(),
+        platform.app.codec.clone(),
+        bus.clone(),
+        vec![Arc::new(Counter(1))],
+    );
     runner.prepare().await.unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);
     let tasks = runner.spawn(rx.clone());
@@ -223,8 +263,16 @@ async fn a_lossy_bus_is_repaired_from_the_store(b: &Backend) {
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     let head = store.head_position().await.unwrap();
-    assert!(runner.status().wait_for("test_counter", head, Duration::from_secs(20)).await);
-    assert!(bus.publishes.load(Ordering::SeqCst) >= 2, "the relay published through the lossy bus");
+    assert!(
+        runner
+            .status()
+            .wait_for("test_counter", head, Duration::from_secs(20))
+            .await
+    );
+    assert!(
+        bus.publishes.load(Ordering::SeqCst) >= 2,
+        "the relay published through the lossy bus"
+    );
     let total: i64 = counts(&db).await.iter().map(|c| c.1).sum();
     let logins = store
         .read_all(0, 10_000)
@@ -248,18 +296,26 @@ async fn a_lossy_bus_is_repaired_from_the_store(b: &Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_share_the_store_the_bus_and_the_projections() {
     medledger_tests::init_logs();
-    let Some(d) = Deployment::postgres_nats().await else { return };
+    let Some(d) = Deployment::postgres_nats().await else {
+        return;
+    };
     let config = d.config();
     let a = TestServer::start(&config, system_clock()).await;
     let b = TestServer::start(&config, system_clock()).await;
     let (token, position) = a.login("operator", OPERATOR_PASSWORD).await;
-    let me = b.get(&format!("/api/v1/me?min_position={position}"), Some(&token)).await;
+    let me = b
+        .get(&format!("/api/v1/me?min_position={position}"), Some(&token))
+        .await;
     assert_eq!(me.status, 200, "{}", me.body);
     for i in 0..6 {
         let node = if i % 2 == 0 { &a } else { &b };
-        node.post("/api/v1/auth/login", None, json!({"login": "operator", "password": "bad-Pass-1", "client": "pc"}))
-            .await
-            .assert_problem(401, "invalid_credentials");
+        node.post(
+            "/api/v1/auth/login",
+            None,
+            json!({"login": "operator", "password": "bad-Pass-1", "client": "pc"}),
+        )
+        .await
+        .assert_problem(401, "invalid_credentials");
     }
     let head = a.head().await;
     for node in [&a, &b] {
@@ -267,11 +323,17 @@ async fn two_nodes_share_the_store_the_bus_and_the_projections() {
             assert!(node.running.status.wait_for(name, head, Duration::from_secs(20)).await);
         }
     }
-    let view = read_models::accounts::get(&a.app().store.db(), me.body["account_id"].as_str().unwrap().parse().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(view.failed_logins, 6, "each failure counted once, whichever node saw it");
+    let view = read_models::accounts::get(
+        &a.app().store.db(),
+        me.body["account_id"].as_str().unwrap().parse().unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        view.failed_logins, 6,
+        "each failure counted once, whichever node saw it"
+    );
     let rows = a
         .app()
         .store
@@ -282,7 +344,9 @@ async fn two_nodes_share_the_store_the_bus_and_the_projections() {
 
     let out = b.post("/api/v1/auth/logout", Some(&token), json!({})).await;
     assert_eq!(out.status, 200);
-    a.get("/api/v1/me", Some(&token)).await.assert_problem(401, "session_expired");
+    a.get("/api/v1/me", Some(&token))
+        .await
+        .assert_problem(401, "session_expired");
     a.stop().await;
     b.stop().await;
     d.cleanup().await;
@@ -294,6 +358,11 @@ trait FetchOne {
 
 impl FetchOne for Db {
     async fn fetch_one_i64(&self, sql: &str) -> i64 {
-        self.fetch_optional(sql, &[]).await.unwrap().unwrap().get::<i64>(0).unwrap()
+        self.fetch_optional(sql, &[])
+            .await
+            .unwrap()
+            .unwrap()
+            .get::<i64>(0)
+            .unwrap()
     }
 }

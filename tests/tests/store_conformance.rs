@@ -5,14 +5,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use medledger_commands::store::{
-    AppendRequest, EventStore, ExpectedVersion, Guard, NewEvent, StoreError,
-};
+use medledger_commands::store::{AppendRequest, EventStore, ExpectedVersion, Guard, NewEvent, StoreError};
 use medledger_tests::Backend;
 use serde_json::json;
 
 fn event(n: u64) -> NewEvent {
-    NewEvent::new("TestHappened", 1, json!({"n": n}), json!({"client": "system"}), Utc::now())
+    NewEvent::new(
+        "TestHappened",
+        1,
+        json!({"n": n}),
+        json!({"client": "system"}),
+        Utc::now(),
+    )
 }
 
 fn events(range: std::ops::Range<u64>) -> Vec<NewEvent> {
@@ -33,25 +37,44 @@ medledger_tests::on_both_backends!(
 async fn a_stale_expected_version_is_a_conflict_and_writes_nothing(b: &Backend) {
     let store = b.store().await;
     let r = store
-        .append(AppendRequest::stream("order-1", ExpectedVersion::NoStream, events(0..2)))
+        .append(AppendRequest::stream(
+            "order-1",
+            ExpectedVersion::NoStream,
+            events(0..2),
+        ))
         .await
         .unwrap();
     assert_eq!((r.first_position, r.last_position), (1, 2));
     assert_eq!(r.stream_versions, vec![("order-1".to_string(), 2)]);
 
     let stale = store
-        .append(AppendRequest::stream("order-1", ExpectedVersion::Exact(1), events(2..3)))
+        .append(AppendRequest::stream(
+            "order-1",
+            ExpectedVersion::Exact(1),
+            events(2..3),
+        ))
         .await;
-    assert!(matches!(stale, Err(StoreError::WrongExpectedVersion { actual: 2, .. })), "{stale:?}");
+    assert!(
+        matches!(stale, Err(StoreError::WrongExpectedVersion { actual: 2, .. })),
+        "{stale:?}"
+    );
     let again = store
-        .append(AppendRequest::stream("order-1", ExpectedVersion::NoStream, events(2..3)))
+        .append(AppendRequest::stream(
+            "order-1",
+            ExpectedVersion::NoStream,
+            events(2..3),
+        ))
         .await;
     assert!(matches!(again, Err(StoreError::WrongExpectedVersion { .. })));
     assert_eq!(store.head_position().await.unwrap(), 2);
     assert_eq!(store.read_stream("order-1", 0).await.unwrap().len(), 2);
 
     let ok = store
-        .append(AppendRequest::stream("order-1", ExpectedVersion::Exact(2), events(2..3)))
+        .append(AppendRequest::stream(
+            "order-1",
+            ExpectedVersion::Exact(2),
+            events(2..3),
+        ))
         .await
         .unwrap();
     assert_eq!(ok.last_position, 3);
@@ -71,8 +94,11 @@ async fn a_multi_stream_append_commits_together_or_not_at_all(b: &Backend) {
     // The second stream's expectation is wrong: neither stream may change.
     let refused = store
         .append(
-            AppendRequest::stream("a-1", ExpectedVersion::NoStream, events(1..3))
-                .and_stream("b-1", ExpectedVersion::NoStream, events(3..4)),
+            AppendRequest::stream("a-1", ExpectedVersion::NoStream, events(1..3)).and_stream(
+                "b-1",
+                ExpectedVersion::NoStream,
+                events(3..4),
+            ),
         )
         .await;
     assert!(refused.is_err());
@@ -81,8 +107,11 @@ async fn a_multi_stream_append_commits_together_or_not_at_all(b: &Backend) {
 
     let r = store
         .append(
-            AppendRequest::stream("a-1", ExpectedVersion::NoStream, events(1..3))
-                .and_stream("b-1", ExpectedVersion::Exact(1), events(3..4)),
+            AppendRequest::stream("a-1", ExpectedVersion::NoStream, events(1..3)).and_stream(
+                "b-1",
+                ExpectedVersion::Exact(1),
+                events(3..4),
+            ),
         )
         .await
         .unwrap();
@@ -96,7 +125,11 @@ async fn a_stream_reads_back_in_version_order(b: &Backend) {
     let store = b.store().await;
     for i in 0..5u64 {
         store
-            .append(AppendRequest::stream("s-1", ExpectedVersion::Any, events(i * 3..i * 3 + 3)))
+            .append(AppendRequest::stream(
+                "s-1",
+                ExpectedVersion::Any,
+                events(i * 3..i * 3 + 3),
+            ))
             .await
             .unwrap();
         store
@@ -144,15 +177,22 @@ async fn a_guard_refuses_a_second_owner_in_the_same_transaction(b: &Backend) {
         owner: owner.into(),
     };
     store
-        .append(AppendRequest::stream("account-1", ExpectedVersion::NoStream, events(0..1)).with_guard(claim("account-1")))
+        .append(
+            AppendRequest::stream("account-1", ExpectedVersion::NoStream, events(0..1)).with_guard(claim("account-1")),
+        )
         .await
         .unwrap();
     let taken = store
-        .append(AppendRequest::stream("account-2", ExpectedVersion::NoStream, events(1..2)).with_guard(claim("account-2")))
+        .append(
+            AppendRequest::stream("account-2", ExpectedVersion::NoStream, events(1..2)).with_guard(claim("account-2")),
+        )
         .await;
     assert!(matches!(taken, Err(StoreError::GuardTaken { .. })), "{taken:?}");
     assert!(store.read_stream("account-2", 0).await.unwrap().is_empty());
-    assert_eq!(store.guard_owner("login", "dr.wang").await.unwrap().as_deref(), Some("account-1"));
+    assert_eq!(
+        store.guard_owner("login", "dr.wang").await.unwrap().as_deref(),
+        Some("account-1")
+    );
 
     // The owner may claim again; a release frees the key for others.
     store
@@ -168,10 +208,15 @@ async fn a_guard_refuses_a_second_owner_in_the_same_transaction(b: &Backend) {
         .unwrap();
     assert_eq!(store.guard_owner("login", "dr.wang").await.unwrap(), None);
     store
-        .append(AppendRequest::stream("account-2", ExpectedVersion::NoStream, events(3..4)).with_guard(claim("account-2")))
+        .append(
+            AppendRequest::stream("account-2", ExpectedVersion::NoStream, events(3..4)).with_guard(claim("account-2")),
+        )
         .await
         .unwrap();
-    assert_eq!(store.guard_owner("login", "dr.wang").await.unwrap().as_deref(), Some("account-2"));
+    assert_eq!(
+        store.guard_owner("login", "dr.wang").await.unwrap().as_deref(),
+        Some("account-2")
+    );
 
     // Two requests racing for one key in the same group commit: exactly one wins.
     let race = |owner: &'static str| {
@@ -254,9 +299,17 @@ async fn readers_never_skip_or_reorder_under_concurrent_writers(b: &Backend) {
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     let seen = reader.await.unwrap();
     let total: u64 = (0..APPENDS).map(|j| 1 + j % 3).sum::<u64>() * WRITERS as u64;
-    assert_eq!(seen.len() as u64, total, "the follower saw a different number of events");
+    assert_eq!(
+        seen.len() as u64,
+        total,
+        "the follower saw a different number of events"
+    );
     let positions: Vec<u64> = seen.iter().map(|s| s.0).collect();
-    assert_eq!(positions, (1..=total).collect::<Vec<_>>(), "positions must be dense and in order");
+    assert_eq!(
+        positions,
+        (1..=total).collect::<Vec<_>>(),
+        "positions must be dense and in order"
+    );
     let ids: HashSet<_> = seen.iter().map(|s| s.1).collect();
     assert_eq!(ids.len() as u64, total, "an event was seen twice");
     let mut final_read = Vec::new();
@@ -285,7 +338,11 @@ async fn readers_never_skip_or_reorder_under_concurrent_writers(b: &Backend) {
 async fn group_commit_keeps_each_request_all_or_nothing(b: &Backend) {
     let store = b.store().await;
     store
-        .append(AppendRequest::stream("shared-1", ExpectedVersion::NoStream, events(0..1)))
+        .append(AppendRequest::stream(
+            "shared-1",
+            ExpectedVersion::NoStream,
+            events(0..1),
+        ))
         .await
         .unwrap();
     // 40 requests race with the same expectation: exactly one may win; the
@@ -297,8 +354,11 @@ async fn group_commit_keeps_each_request_all_or_nothing(b: &Backend) {
             tokio::spawn(async move {
                 store
                     .append(
-                        AppendRequest::stream("shared-1", ExpectedVersion::Exact(1), events(i..i + 2))
-                            .and_stream(format!("side-{i}"), ExpectedVersion::NoStream, events(0..1)),
+                        AppendRequest::stream("shared-1", ExpectedVersion::Exact(1), events(i..i + 2)).and_stream(
+                            format!("side-{i}"),
+                            ExpectedVersion::NoStream,
+                            events(0..1),
+                        ),
                     )
                     .await
             })
@@ -321,7 +381,11 @@ async fn bad_requests_are_refused_without_writing(b: &Backend) {
         AppendRequest::stream("nocategory", ExpectedVersion::Any, events(0..1)),
         AppendRequest::stream("Upper-1", ExpectedVersion::Any, events(0..1)),
         AppendRequest::stream("empty-1", ExpectedVersion::Any, vec![]),
-        AppendRequest::stream("twice-1", ExpectedVersion::Any, events(0..1)).and_stream("twice-1", ExpectedVersion::Any, events(1..2)),
+        AppendRequest::stream("twice-1", ExpectedVersion::Any, events(0..1)).and_stream(
+            "twice-1",
+            ExpectedVersion::Any,
+            events(1..2),
+        ),
     ] {
         let r = store.append(bad).await;
         assert!(matches!(r, Err(StoreError::InvalidRequest(_))), "{r:?}");

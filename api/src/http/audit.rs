@@ -63,11 +63,19 @@ pub async fn list_events(
     authorize(&principal, Permission::AuditRead, &principal.tenant)?;
     if let (Some(f), Some(t)) = (params.from, params.to) {
         if f > t {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "`from` is after `to`"));
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "`from` is after `to`",
+            ));
         }
     }
     if matches!(params.limit, Some(0) | Some(501..)) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "limit must be 1 to 500"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "limit must be 1 to 500",
+        ));
     }
     min.wait(&state, audit_log::NAME).await?;
     let query = AuditQuery {

@@ -61,7 +61,14 @@ pub async fn login(
         LoginClient::Pc => ClientKind::Pc,
         LoginClient::Mobile => ClientKind::Mobile,
     };
-    let ok = identity::login(&state.app, &req.login, req.password, client, &meta.metadata(None, client)).await?;
+    let ok = identity::login(
+        &state.app,
+        &req.login,
+        req.password,
+        client,
+        &meta.metadata(None, client),
+    )
+    .await?;
     Ok(CommandResponse {
         status: StatusCode::OK,
         position: ok.position,
@@ -83,7 +90,12 @@ pub async fn logout(
     Authenticated(principal): Authenticated,
     meta: RequestMeta,
 ) -> Result<CommandResponse<PositionResponse>, ApiError> {
-    let position = identity::logout(&state.app, &principal, &meta.metadata(Some(&principal), principal.client)).await?;
+    let position = identity::logout(
+        &state.app,
+        &principal,
+        &meta.metadata(Some(&principal), principal.client),
+    )
+    .await?;
     Ok(CommandResponse {
         status: StatusCode::OK,
         position,

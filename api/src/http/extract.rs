@@ -42,9 +42,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                     "unsupported_media_type",
                     "send the body as application/json",
                 ),
-                JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the body is too large")
-                }
+                JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the body is too large",
+                ),
                 other => ApiError::new(other.status(), "invalid_body", other.body_text()),
             }),
         }
@@ -137,9 +139,10 @@ impl<S: Send + Sync> FromRequestParts<S> for MinPosition {
                 "min_position must be a non-negative integer",
             )
         };
-        let from_query = parts.uri.query().and_then(|q| {
-            url_param(q, "min_position").map(|v| v.parse::<u64>().map_err(|_| bad()))
-        });
+        let from_query = parts
+            .uri
+            .query()
+            .and_then(|q| url_param(q, "min_position").map(|v| v.parse::<u64>().map_err(|_| bad())));
         let from_header = parts
             .headers
             .get("x-min-position")

@@ -46,7 +46,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         "head_position": head,
         "projections": projections,
     });
-    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(body)).into_response()
 }
 

@@ -45,11 +45,19 @@ async fn handle(state: AppState, key: HeaderValue, req: Request, next: Next) -> 
         })?
         .to_string();
     let (parts, body) = req.into_parts();
-    let bytes = to_bytes(body, BODY_LIMIT)
-        .await
-        .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the body is too large"))?;
+    let bytes = to_bytes(body, BODY_LIMIT).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the body is too large",
+        )
+    })?;
     let credentials = bearer(&parts.headers).unwrap_or("anonymous");
-    let scope = format!("{}:{}", hex::encode(Sha256::digest(credentials.as_bytes())), parts.uri.path());
+    let scope = format!(
+        "{}:{}",
+        hex::encode(Sha256::digest(credentials.as_bytes())),
+        parts.uri.path()
+    );
     let request_hash = {
         let mut h = Sha256::new();
         h.update(parts.method.as_str());
@@ -104,7 +112,8 @@ async fn handle(state: AppState, key: HeaderValue, req: Request, next: Next) -> 
                 resp.headers_mut().insert(k, v);
             }
         }
-        resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
         return Ok(resp);
     }
 
@@ -119,9 +128,13 @@ async fn handle(state: AppState, key: HeaderValue, req: Request, next: Next) -> 
         return Ok(resp);
     }
     let (parts, body) = resp.into_parts();
-    let body = to_bytes(body, 16 * 1024 * 1024)
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "response too large"))?;
+    let body = to_bytes(body, 16 * 1024 * 1024).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "response too large",
+        )
+    })?;
     let headers = kept(&parts.headers);
     db.execute(
         "UPDATE idempotency_keys SET status = $3, headers = $4, body = $5 WHERE scope = $1 AND key = $2",

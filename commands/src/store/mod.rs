@@ -114,11 +114,7 @@ pub struct StreamAppend {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Guard {
     /// `key` in `scope` must be free or already owned by `owner`.
-    Claim {
-        scope: String,
-        key: String,
-        owner: String,
-    },
+    Claim { scope: String, key: String, owner: String },
     /// Free `key` in `scope`.
     Release { scope: String, key: String },
 }
@@ -232,11 +228,7 @@ pub trait EventStore: Send + Sync + 'static {
     async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError>;
 
     /// A stream's events with version > `after_version`, in version order.
-    async fn read_stream(
-        &self,
-        stream_id: &str,
-        after_version: u64,
-    ) -> Result<Vec<RecordedEvent>, StoreError>;
+    async fn read_stream(&self, stream_id: &str, after_version: u64) -> Result<Vec<RecordedEvent>, StoreError>;
 
     /// Up to `limit` events with position > `after`, in global order.
     async fn read_all(&self, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError>;

@@ -59,9 +59,7 @@ impl Snapshot {
             }
             for g in &r.guards {
                 let k = match g {
-                    Guard::Claim { scope, key, .. } | Guard::Release { scope, key } => {
-                        (scope.clone(), key.clone())
-                    }
+                    Guard::Claim { scope, key, .. } | Guard::Release { scope, key } => (scope.clone(), key.clone()),
                 };
                 guards.push(k);
             }
@@ -86,11 +84,7 @@ pub fn plan(mut snap: Snapshot, requests: &[AppendRequest]) -> Plan {
     plan
 }
 
-fn plan_one(
-    snap: &mut Snapshot,
-    plan: &mut Plan,
-    request: &AppendRequest,
-) -> Result<AppendResult, StoreError> {
+fn plan_one(snap: &mut Snapshot, plan: &mut Plan, request: &AppendRequest) -> Result<AppendResult, StoreError> {
     if request.event_count() == 0 {
         return Err(StoreError::InvalidRequest("no events".into()));
     }
@@ -118,7 +112,12 @@ fn plan_one(
             stream_versions: request
                 .streams
                 .iter()
-                .map(|s| (s.stream_id.clone(), versions.get(s.stream_id.as_str()).copied().unwrap_or(0)))
+                .map(|s| {
+                    (
+                        s.stream_id.clone(),
+                        versions.get(s.stream_id.as_str()).copied().unwrap_or(0),
+                    )
+                })
                 .collect(),
         });
     }

@@ -53,11 +53,7 @@ impl PgEventStore {
             .map_err(|e| StoreError::Corrupt(format!("migration failed: {e}")))?;
         let appended = Arc::new(Notify::new());
         let writer = GroupCommitWriter::spawn(PgCommitter { pool: pool.clone() }, appended.clone());
-        Ok(PgEventStore {
-            pool,
-            writer,
-            appended,
-        })
+        Ok(PgEventStore { pool, writer, appended })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -71,10 +67,7 @@ struct PgCommitter {
 
 #[async_trait]
 impl BatchCommitter for PgCommitter {
-    async fn commit(
-        &self,
-        requests: &[AppendRequest],
-    ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+    async fn commit(&self, requests: &[AppendRequest]) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let head: i64 = sqlx::query_scalar("SELECT last_position FROM position_counter WHERE id = 1 FOR UPDATE")
             .fetch_one(&mut *tx)
@@ -269,17 +262,21 @@ impl EventStore for PgEventStore {
     }
 
     async fn head_position(&self) -> Result<u64, StoreError> {
-        Ok(sqlx::query_scalar::<_, i64>("SELECT last_position FROM position_counter WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await? as u64)
+        Ok(
+            sqlx::query_scalar::<_, i64>("SELECT last_position FROM position_counter WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await? as u64,
+        )
     }
 
     async fn guard_owner(&self, scope: &str, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT owner FROM guards WHERE scope = $1 AND key = $2")
-            .bind(scope)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT owner FROM guards WHERE scope = $1 AND key = $2")
+                .bind(scope)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn seals(&self) -> Result<Vec<Seal>, StoreError> {
@@ -307,11 +304,13 @@ impl EventStore for PgEventStore {
     }
 
     async fn checkpoint(&self, name: &str) -> Result<u64, StoreError> {
-        Ok(sqlx::query_scalar::<_, i64>("SELECT position FROM relay_checkpoints WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?
-            .unwrap_or(0) as u64)
+        Ok(
+            sqlx::query_scalar::<_, i64>("SELECT position FROM relay_checkpoints WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or(0) as u64,
+        )
     }
 
     async fn save_checkpoint(&self, name: &str, position: u64) -> Result<(), StoreError> {

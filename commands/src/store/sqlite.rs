@@ -75,10 +75,7 @@ struct SqliteCommitter {
 
 #[async_trait]
 impl BatchCommitter for SqliteCommitter {
-    async fn commit(
-        &self,
-        requests: &[AppendRequest],
-    ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+    async fn commit(&self, requests: &[AppendRequest]) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
         let result = commit_in_tx(&mut conn, requests).await;
@@ -107,7 +104,8 @@ async fn commit_in_tx(
         ..Default::default()
     };
     for chunk in streams.chunks(500) {
-        let mut q = QueryBuilder::<Sqlite>::new("SELECT stream_id, version, last_hash FROM streams WHERE stream_id IN (");
+        let mut q =
+            QueryBuilder::<Sqlite>::new("SELECT stream_id, version, last_hash FROM streams WHERE stream_id IN (");
         let mut sep = q.separated(", ");
         for s in chunk {
             sep.push_bind(s);
@@ -270,11 +268,13 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn guard_owner(&self, scope: &str, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT owner FROM guards WHERE scope = $1 AND key = $2")
-            .bind(scope)
-            .bind(key)
-            .fetch_optional(&self.reader)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT owner FROM guards WHERE scope = $1 AND key = $2")
+                .bind(scope)
+                .bind(key)
+                .fetch_optional(&self.reader)
+                .await?,
+        )
     }
 
     async fn seals(&self) -> Result<Vec<Seal>, StoreError> {
@@ -306,11 +306,13 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn checkpoint(&self, name: &str) -> Result<u64, StoreError> {
-        Ok(sqlx::query_scalar::<_, i64>("SELECT position FROM relay_checkpoints WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.reader)
-            .await?
-            .unwrap_or(0) as u64)
+        Ok(
+            sqlx::query_scalar::<_, i64>("SELECT position FROM relay_checkpoints WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.reader)
+                .await?
+                .unwrap_or(0) as u64,
+        )
     }
 
     async fn save_checkpoint(&self, name: &str, position: u64) -> Result<(), StoreError> {
@@ -347,12 +349,10 @@ impl RawEvent {
             stream_version: self.stream_version,
             event_type: self.event_type,
             schema_version: self.schema_version,
-            payload: serde_json::from_str(&self.payload).map_err(|e| {
-                StoreError::Corrupt(format!("payload at {}: {e}", self.global_position))
-            })?,
-            metadata: serde_json::from_str(&self.metadata).map_err(|e| {
-                StoreError::Corrupt(format!("metadata at {}: {e}", self.global_position))
-            })?,
+            payload: serde_json::from_str(&self.payload)
+                .map_err(|e| StoreError::Corrupt(format!("payload at {}: {e}", self.global_position)))?,
+            metadata: serde_json::from_str(&self.metadata)
+                .map_err(|e| StoreError::Corrupt(format!("metadata at {}: {e}", self.global_position)))?,
             recorded_at: self.recorded_at,
             hash: self.hash,
         })

@@ -15,10 +15,7 @@ use super::{AppendRequest, AppendResult, StoreError};
 pub trait BatchCommitter: Send + Sync + 'static {
     /// Commit what the plan accepts; each request gets its own outcome. An
     /// `Err` means nothing of the batch was committed.
-    async fn commit(
-        &self,
-        requests: &[AppendRequest],
-    ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError>;
+    async fn commit(&self, requests: &[AppendRequest]) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError>;
 }
 
 type Job = (AppendRequest, oneshot::Sender<Result<AppendResult, StoreError>>);

@@ -52,11 +52,7 @@ impl Decider for AuditTrail {
     type Event = AdministrationEvent;
     type Error = AuditError;
 
-    fn decide(
-        _: &(),
-        c: ViewAuditLog,
-        ctx: &Ctx,
-    ) -> Result<Vec<AdministrationEvent>, AuditError> {
+    fn decide(_: &(), c: ViewAuditLog, ctx: &Ctx) -> Result<Vec<AdministrationEvent>, AuditError> {
         let viewer = ctx.actor.ok_or(AuditError::AnonymousViewer)?;
         Ok(vec![AdministrationEvent::AuditLogViewed {
             viewer,
@@ -90,11 +86,7 @@ impl Decider for SubjectErasure {
     type Event = AdministrationEvent;
     type Error = ErasureError;
 
-    fn decide(
-        forgotten: &bool,
-        c: ForgetSubject,
-        _: &Ctx,
-    ) -> Result<Vec<AdministrationEvent>, ErasureError> {
+    fn decide(forgotten: &bool, c: ForgetSubject, _: &Ctx) -> Result<Vec<AdministrationEvent>, ErasureError> {
         if *forgotten {
             return Err(ErasureError::AlreadyForgotten);
         }

@@ -106,11 +106,7 @@ impl Decider for AccountDecider {
     type Event = AccountEvent;
     type Error = AccountError;
 
-    fn decide(
-        state: &AccountState,
-        command: AccountCommand,
-        ctx: &Ctx,
-    ) -> Result<Vec<AccountEvent>, AccountError> {
+    fn decide(state: &AccountState, command: AccountCommand, ctx: &Ctx) -> Result<Vec<AccountEvent>, AccountError> {
         match command {
             AccountCommand::Register {
                 account_id,

@@ -93,11 +93,7 @@ impl Decider for Session {
     type Event = SessionEvent;
     type Error = SessionError;
 
-    fn decide(
-        state: &SessionState,
-        command: SessionCommand,
-        _ctx: &Ctx,
-    ) -> Result<Vec<SessionEvent>, SessionError> {
+    fn decide(state: &SessionState, command: SessionCommand, _ctx: &Ctx) -> Result<Vec<SessionEvent>, SessionError> {
         match (state, command) {
             (
                 SessionState::NotStarted,
@@ -122,12 +118,10 @@ impl Decider for Session {
             (_, SessionCommand::Start { .. }) => Err(SessionError::AlreadyStarted),
             (SessionState::NotStarted, SessionCommand::End { .. }) => Err(SessionError::NotStarted),
             (SessionState::Ended(_), SessionCommand::End { .. }) => Err(SessionError::AlreadyEnded),
-            (SessionState::Active(s), SessionCommand::End { reason }) => {
-                Ok(vec![SessionEvent::SessionEnded {
-                    session_id: s.session_id,
-                    reason,
-                }])
-            }
+            (SessionState::Active(s), SessionCommand::End { reason }) => Ok(vec![SessionEvent::SessionEnded {
+                session_id: s.session_id,
+                reason,
+            }]),
         }
     }
 

@@ -86,7 +86,12 @@ impl NatsBus {
     }
 
     pub fn subject_for(&self, e: &RecordedEvent) -> String {
-        format!("{}.{}.{}", self.config.subject_prefix, context_of(&e.event_type), e.event_type)
+        format!(
+            "{}.{}.{}",
+            self.config.subject_prefix,
+            context_of(&e.event_type),
+            e.event_type
+        )
     }
 }
 

@@ -48,7 +48,12 @@ impl Projection for AuditLog {
                 }
                 let base = i * COLUMNS;
                 sql.push('(');
-                sql.push_str(&(1..=COLUMNS).map(|c| format!("${}", base + c)).collect::<Vec<_>>().join(", "));
+                sql.push_str(
+                    &(1..=COLUMNS)
+                        .map(|c| format!("${}", base + c))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                );
                 sql.push(')');
                 let meta = metadata_of(e);
                 args.push(Arg::from(e.global_position));
@@ -173,7 +178,11 @@ pub async fn query(db: &Db, codec: &EventCodec, q: &AuditQuery) -> Result<AuditP
     raw.truncate(limit as usize);
     let events = raw.into_iter().map(RawEvent::parse).collect::<Result<Vec<_>, _>>()?;
     let opened = codec.open(events).await?;
-    let next_cursor = if more { opened.last().map(|e| e.global_position) } else { None };
+    let next_cursor = if more {
+        opened.last().map(|e| e.global_position)
+    } else {
+        None
+    };
     Ok(AuditPage {
         items: opened
             .into_iter()
