@@ -50,6 +50,10 @@ pub struct ServeConfig {
     #[arg(long, env = "MEDLEDGER_DICOM_ADDR", default_value = "127.0.0.1:11112")]
     pub dicom_addr: SocketAddr,
 
+    /// The public base URL clients reach the platform at (QR codes point here).
+    #[arg(long, env = "MEDLEDGER_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    pub public_url: String,
+
     /// Password of the first operator account (otherwise generated and printed once).
     #[arg(long, env = "MEDLEDGER_BOOTSTRAP_PASSWORD", hide_env_values = true)]
     pub bootstrap_password: Option<String>,

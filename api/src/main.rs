@@ -69,14 +69,13 @@ async fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(s) => {
-            let running = server::start(
-                &s.platform,
-                s.http_addr,
-                Arc::new(SystemClock),
-                s.bootstrap_password.clone(),
-                true,
-            )
-            .await?;
+            let options = server::HttpOptions {
+                addr: s.http_addr,
+                public_url: s.public_url.clone(),
+                bootstrap_password: s.bootstrap_password.clone(),
+                stop_on_signal: true,
+            };
+            let running = server::start(&s.platform, options, Arc::new(SystemClock)).await?;
             if let Some(pw) = &running.operator_password {
                 println!("Created the platform operator account.");
                 println!("  login:    operator");

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use futures::StreamExt;
+use medledger_commands::blobs::BlobStore;
 use medledger_commands::clock::Clock;
+use medledger_commands::identity::{AuthCache, Notifier, OutboxNotifier};
 use medledger_commands::codec::{EventCodec, Upcasters};
 use medledger_commands::crypto::{KeyStore, MasterKey};
 use medledger_commands::relay::Relay;
@@ -25,6 +28,10 @@ pub struct Platform {
     pub app: App,
     pub runner: Runner,
     pub bus: Arc<dyn Bus>,
+    /// Where reset codes and other messages go.
+    pub notifier: Arc<dyn Notifier>,
+    /// Hospital logos (and later DICOM objects).
+    pub blobs: BlobStore,
     /// Held so tests can delete their JetStream stream.
     pub nats: Option<NatsBus>,
     shutdown: watch::Sender<bool>,
@@ -78,11 +85,18 @@ impl Platform {
             None => (Arc::new(InProcessBus::new()), None),
         };
         let runner = Runner::new(store.clone(), codec.clone(), bus.clone(), read_models::all());
-        let app = App { store, codec, clock };
+        let notifier = Arc::new(OutboxNotifier {
+            db: store.db(),
+            clock: clock.clone(),
+        });
+        let blobs = BlobStore::local(&config.data_dir.join("blobs")).context("opening the blob store")?;
+        let app = App::new(store, codec, clock);
         Ok(Platform {
             app,
             runner,
             bus,
+            notifier,
+            blobs,
             nats,
             shutdown: watch::channel(false).0,
             tasks: vec![],
@@ -100,6 +114,11 @@ impl Platform {
         };
         self.tasks.push(tokio::spawn(relay.run(self.shutdown.subscribe())));
         self.tasks.extend(self.runner.spawn(self.shutdown.subscribe()));
+        self.tasks.push(tokio::spawn(invalidate_sessions(
+            self.bus.clone(),
+            self.app.auth.clone(),
+            self.shutdown.subscribe(),
+        )));
         Ok(())
     }
 
@@ -108,6 +127,38 @@ impl Platform {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+    }
+}
+
+/// Keep this node's session cache honest: every event that ends or changes
+/// sessions, whichever node wrote it, drops the cached entries it affects.
+/// When the bus may have skipped something, the whole cache goes.
+async fn invalidate_sessions(bus: Arc<dyn Bus>, cache: AuthCache, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        match bus.subscribe_ephemeral().await {
+            Ok(mut deliveries) => loop {
+                tokio::select! {
+                    d = deliveries.next() => match d {
+                        Some(d) => {
+                            if d.gap {
+                                cache.clear();
+                            }
+                            for e in &d.events {
+                                cache.invalidate_for(&e.event_type, &e.payload);
+                            }
+                        }
+                        None => break,
+                    },
+                    _ = shutdown.changed() => return,
+                }
+            },
+            Err(e) => tracing::warn!(error = %e, "session invalidation cannot subscribe; retrying"),
+        }
+        cache.clear();
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => return,
         }
     }
 }

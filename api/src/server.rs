@@ -36,13 +36,23 @@ impl RunningServer {
     }
 }
 
-pub async fn start(
-    config: &Config,
-    http_addr: SocketAddr,
-    clock: Arc<dyn Clock>,
-    bootstrap_password: Option<String>,
-    stop_on_signal: bool,
-) -> anyhow::Result<RunningServer> {
+/// How to run the HTTP side.
+#[derive(Clone, Debug)]
+pub struct HttpOptions {
+    pub addr: SocketAddr,
+    pub public_url: String,
+    pub bootstrap_password: Option<String>,
+    /// Stop on SIGINT/SIGTERM (the binary) or only when told (tests).
+    pub stop_on_signal: bool,
+}
+
+pub async fn start(config: &Config, options: HttpOptions, clock: Arc<dyn Clock>) -> anyhow::Result<RunningServer> {
+    let HttpOptions {
+        addr: http_addr,
+        public_url,
+        bootstrap_password,
+        stop_on_signal,
+    } = options;
     let mut platform = Platform::open(config, clock).await?;
     platform.start().await?;
     let operator_password = bootstrap_operator(&platform.app, bootstrap_password)
@@ -53,6 +63,9 @@ pub async fn start(
         status: platform.runner.status(),
         bus: platform.bus.clone(),
         metrics: metrics_handle(),
+        notifier: platform.notifier.clone(),
+        blobs: platform.blobs.clone(),
+        public_url,
     };
     let app = platform.app.clone();
     let status = platform.runner.status();

@@ -4,20 +4,22 @@ use medledger_domain::administration::{AuditTrail, ForgetSubject, SubjectErasure
 use uuid::Uuid;
 
 use crate::app::App;
-use crate::authorization::{authorize, Permission};
+use crate::authorization::{authorize, Action};
 use crate::codec::Metadata;
 use crate::error::Error;
 use crate::identity::Principal;
 
-/// Record that `principal` looked at the audit log with `filters`.
+/// Record that `principal` looked at the audit log (or a view of it, as
+/// `action` says) with `filters`.
 pub async fn record_audit_view(
     app: &App,
     principal: &Principal,
+    action: Action,
     filters: serde_json::Value,
     returned: u32,
     metadata: &Metadata,
 ) -> Result<u64, Error> {
-    authorize(principal, Permission::AuditRead, &principal.tenant)?;
+    authorize(principal, action, &principal.tenant)?;
     let stream = format!("auditview-{}", principal.account_id);
     let r = app
         .execute::<AuditTrail>(&stream, ViewAuditLog { filters, returned }, metadata, vec![])

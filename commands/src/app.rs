@@ -7,6 +7,7 @@ use medledger_domain::decider::{Ctx, Decider};
 use medledger_domain::event::DomainEvent;
 
 use crate::clock::Clock;
+use crate::identity::AuthCache;
 use crate::codec::{decode, EventCodec, Metadata};
 use crate::error::Error;
 use crate::store::{AppendRequest, AppendResult, EventStore, ExpectedVersion, Guard, StoreError};
@@ -17,6 +18,9 @@ pub struct App {
     pub store: Arc<dyn EventStore>,
     pub codec: EventCodec,
     pub clock: Arc<dyn Clock>,
+    /// This process's token → principal cache; [`App::append`] drops what
+    /// its own appends make stale, the bus does the same for other nodes.
+    pub auth: AuthCache,
 }
 
 /// What a command did.
@@ -37,6 +41,31 @@ impl<E> Executed<E> {
 const MAX_ATTEMPTS: usize = 5;
 
 impl App {
+    pub fn new(store: Arc<dyn EventStore>, codec: EventCodec, clock: Arc<dyn Clock>) -> Self {
+        App {
+            store,
+            codec,
+            clock,
+            auth: AuthCache::default(),
+        }
+    }
+
+    /// Append, then forget cached sessions the new events revoke.
+    pub async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
+        let revoking: Vec<(String, serde_json::Value)> = request
+            .streams
+            .iter()
+            .flat_map(|s| s.events.iter())
+            .filter(|e| AuthCache::is_revoking(&e.event_type))
+            .map(|e| (e.event_type.clone(), e.payload.clone()))
+            .collect();
+        let result = self.store.append(request).await?;
+        for (event_type, payload) in revoking {
+            self.auth.invalidate_for(&event_type, &payload);
+        }
+        Ok(result)
+    }
+
     pub fn ctx(&self, metadata: &Metadata) -> Ctx {
         Ctx {
             now: self.clock.now(),
@@ -84,7 +113,7 @@ impl App {
             let new = self.codec.prepare(&events, metadata, ctx.now).await?;
             let mut request = AppendRequest::stream(stream_id, ExpectedVersion::from_loaded(version), new);
             request.guards = guards.clone();
-            match self.store.append(request).await {
+            match self.append(request).await {
                 Ok(r) => {
                     return Ok(Executed {
                         events,

@@ -13,6 +13,8 @@ pub enum Kind {
     Forbidden,
     NotFound,
     Conflict,
+    /// It existed but is no longer usable (expired, used up).
+    Gone,
     Unavailable,
 }
 
@@ -89,13 +91,108 @@ mod table {
     use super::{Kind, Rejection};
     use medledger_domain::administration::{AuditError, ErasureError};
     use medledger_domain::identity::account::AccountError;
+    use medledger_domain::identity::login_ticket::LoginTicketError;
+    use medledger_domain::identity::password_reset::PasswordResetError;
     use medledger_domain::identity::session::SessionError;
+    use medledger_domain::identity::values::{InvalidLoginName, PasswordPolicyError};
+    use medledger_domain::organization::alliance::AllianceError;
+    use medledger_domain::organization::department::DepartmentError;
+    use medledger_domain::organization::hospital::HospitalError;
+    use medledger_domain::organization::role::RoleError;
+    use medledger_domain::organization::values::ValueError;
 
     impl Rejection for AccountError {
         fn kind_and_code(&self) -> (Kind, &'static str) {
             match self {
                 AccountError::AlreadyRegistered => (Kind::Conflict, "already_exists"),
                 AccountError::NotRegistered => (Kind::NotFound, "account_not_found"),
+                AccountError::NotFrozen => (Kind::Conflict, "account_not_frozen"),
+                AccountError::AlreadyDisabled => (Kind::Conflict, "account_already_disabled"),
+                AccountError::NotDisabled => (Kind::Conflict, "account_not_disabled"),
+                AccountError::PasswordReused => (Kind::Invalid, "password_reused"),
+            }
+        }
+    }
+
+    impl Rejection for LoginTicketError {
+        fn kind_and_code(&self) -> (Kind, &'static str) {
+            match self {
+                LoginTicketError::NotFound => (Kind::NotFound, "ticket_not_found"),
+                LoginTicketError::AlreadyIssued => (Kind::Conflict, "already_exists"),
+                LoginTicketError::Expired => (Kind::Gone, "ticket_expired"),
+                LoginTicketError::AlreadyConfirmed => (Kind::Conflict, "ticket_already_confirmed"),
+                LoginTicketError::NotConfirmed => (Kind::Conflict, "ticket_not_confirmed"),
+                LoginTicketError::AlreadyRedeemed => (Kind::Gone, "ticket_used"),
+            }
+        }
+    }
+
+    impl Rejection for PasswordResetError {
+        fn kind_and_code(&self) -> (Kind, &'static str) {
+            match self {
+                PasswordResetError::NotFound => (Kind::Invalid, "reset_code_invalid"),
+                PasswordResetError::AlreadyIssued => (Kind::Conflict, "already_exists"),
+                PasswordResetError::Expired => (Kind::Gone, "reset_code_expired"),
+                PasswordResetError::Dead => (Kind::Gone, "reset_code_dead"),
+            }
+        }
+    }
+
+    impl Rejection for PasswordPolicyError {
+        fn kind_and_code(&self) -> (Kind, &'static str) {
+            (Kind::Invalid, "weak_password")
+        }
+    }
+
+    impl Rejection for InvalidLoginName {
+        fn kind_and_code(&self) -> (Kind, &'static str) {
+            (Kind::Invalid, "invalid_login_name")
+        }
+    }
+
+    impl Rejection for ValueError {
+        fn kind_and_code(&self) -> (Kind, &'static str) {
+            match self {
+                ValueError::Name => (Kind::Invalid, "invalid_name"),
+                ValueError::HospitalCode => (Kind::Invalid, "invalid_hospital_code"),
+                ValueError::Phone => (Kind::Invalid, "invalid_phone"),
+                ValueError::TimeZone => (Kind::Invalid, "invalid_time_zone"),
+            }
+        }
+    }
+
+    impl Rejection for AllianceError {
+        fn kind_and_code(&self) -> (Kind, &'static str) {
+            (Kind::Conflict, "already_exists")
+        }
+    }
+
+    impl Rejection for HospitalError {
+        fn kind_and_code(&self) -> (Kind, &'static str) {
+            match self {
+                HospitalError::AlreadyExists => (Kind::Conflict, "already_exists"),
+                HospitalError::NotFound => (Kind::NotFound, "not_found"),
+                HospitalError::AddressTooLong => (Kind::Invalid, "invalid_address"),
+                HospitalError::BadQrUrl => (Kind::Invalid, "invalid_qr_url"),
+            }
+        }
+    }
+
+    impl Rejection for DepartmentError {
+        fn kind_and_code(&self) -> (Kind, &'static str) {
+            match self {
+                DepartmentError::AlreadyExists => (Kind::Conflict, "already_exists"),
+                DepartmentError::NotFound => (Kind::NotFound, "not_found"),
+            }
+        }
+    }
+
+    impl Rejection for RoleError {
+        fn kind_and_code(&self) -> (Kind, &'static str) {
+            match self {
+                RoleError::AlreadyExists => (Kind::Conflict, "already_exists"),
+                RoleError::NotFound => (Kind::NotFound, "not_found"),
+                RoleError::NoPermissions => (Kind::Invalid, "role_without_permissions"),
             }
         }
     }

@@ -8,19 +8,24 @@
 //! - [`codec`]: event tags, metadata, upcasting, and [`crypto`] for personal data;
 //! - [`authorization`]: the one place that says who may do what;
 //! - [`relay`]: publishing the log to the bus and sealing it; [`verify`]: checking it;
-//! - use cases per bounded context ([`identity`], [`administration`]).
+//! - [`blobs`]: logos and other files kept under validated keys;
+//! - [`media`]: logo checks and QR codes;
+//! - use cases per bounded context ([`identity`], [`organization`], [`administration`]).
 //!
 //! It never reads a read model to decide anything, and it knows nothing of HTTP.
 
 pub mod administration;
 pub mod app;
 pub mod authorization;
+pub mod blobs;
 pub mod clock;
 pub mod codec;
 pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod identity;
+pub mod media;
+pub mod organization;
 pub mod relay;
 pub mod store;
 pub mod verify;

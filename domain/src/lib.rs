@@ -8,17 +8,20 @@
 //! Modules follow the bounded contexts of the design (the same names are used
 //! in every crate):
 //!
-//! - [`identity`]: accounts, login attempts, sessions.
+//! - [`identity`]: accounts, login attempts, freezing, passwords, sessions,
+//!   QR-scan login tickets and forgot-password codes.
+//! - [`organization`]: alliances, hospitals, departments, roles and permissions.
 //! - [`administration`]: audit-log views and subject erasure ("forget").
 //! - [`pii`]: personal data values that the store encrypts per data subject.
 //!
-//! Later contexts (organization, imaging, reporting, consultation, rounds,
+//! Later contexts (imaging, reporting, consultation, rounds,
 //! teaching, quality, ai, patient_archive, notification) get a module each.
 
 pub mod administration;
 pub mod decider;
 pub mod event;
 pub mod identity;
+pub mod organization;
 pub mod pii;
 
 pub use decider::{Ctx, Decider};

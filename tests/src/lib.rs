@@ -294,7 +294,7 @@ macro_rules! on_both_deployments {
     };
 }
 
-pub const OPERATOR_PASSWORD: &str = "Operator-Pass-2026!";
+pub const OPERATOR_PASSWORD: &str = "Platform-Pass-2026!";
 
 /// A running `medledger serve` on a free loopback port.
 pub struct TestServer {
@@ -305,15 +305,13 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> TestServer {
-        let running = medledger_api::server::start(
-            config,
-            "127.0.0.1:0".parse().unwrap(),
-            clock,
-            Some(OPERATOR_PASSWORD.to_string()),
-            false,
-        )
-        .await
-        .expect("server starts");
+        let options = medledger_api::server::HttpOptions {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            public_url: "https://medledger.test".into(),
+            bootstrap_password: Some(OPERATOR_PASSWORD.to_string()),
+            stop_on_signal: false,
+        };
+        let running = medledger_api::server::start(config, options, clock).await.expect("server starts");
         TestServer {
             base: format!("http://{}", running.addr),
             http: reqwest::Client::new(),

@@ -12,6 +12,7 @@ use medledger_commands::store::{AppendRequest, EventStore, ExpectedVersion, NewE
 use medledger_commands::verify::{verify, Failure};
 use medledger_domain::identity::account::AccountEvent;
 use medledger_domain::identity::{AccountRole, LoginName, Tenant};
+use medledger_domain::organization::TimeZone;
 use medledger_domain::pii::PersonalData;
 use medledger_projections::bus::in_process::InProcessBus;
 use medledger_tests::Backend;
@@ -177,8 +178,13 @@ async fn forgetting_a_subject_erases_its_data_but_not_the_ledger(b: &Backend) {
         account_id: subject,
         login: LoginName::parse("zhang.san").unwrap(),
         display_name: PersonalData::new(subject, "张三 Zhang San"),
+        phone: None,
         role: AccountRole::User,
         tenant: Tenant::PLATFORM,
+        department_id: None,
+        title: None,
+        roles: vec![],
+        time_zone: TimeZone::DEFAULT,
         password_hash: "$argon2id$placeholder-hash-not-used".into(),
         registered_by: None,
     };
@@ -230,8 +236,13 @@ async fn forgetting_a_subject_erases_its_data_but_not_the_ledger(b: &Backend) {
         account_id: subject,
         login: LoginName::parse("zhang.san").unwrap(),
         display_name: PersonalData::new(subject, "Zhang San"),
+        phone: None,
         role: AccountRole::User,
         tenant: Tenant::PLATFORM,
+        department_id: None,
+        title: None,
+        roles: vec![],
+        time_zone: TimeZone::DEFAULT,
         password_hash: "x".into(),
         registered_by: None,
     };

@@ -217,6 +217,9 @@ impl Bus for LossyBus {
     async fn subscribe(&self, consumer: &str) -> Result<futures::stream::BoxStream<'static, Delivery>, BusError> {
         self.inner.subscribe(consumer).await
     }
+    async fn subscribe_ephemeral(&self) -> Result<futures::stream::BoxStream<'static, Delivery>, BusError> {
+        self.inner.subscribe_ephemeral().await
+    }
     async fn healthy(&self) -> bool {
         true
     }

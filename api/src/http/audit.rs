@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use medledger_commands::administration::record_audit_view;
-use medledger_commands::authorization::{authorize, Permission};
+use medledger_commands::authorization::{authorize, Action};
 use medledger_projections::read_models::audit_log::{self, AuditEntry, AuditQuery};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -60,7 +60,7 @@ pub async fn list_events(
     min: MinPosition,
     ApiQuery(params): ApiQuery<AuditParams>,
 ) -> Result<CommandResponse<AuditEventsResponse>, ApiError> {
-    authorize(&principal, Permission::AuditRead, &principal.tenant)?;
+    authorize(&principal, Action::ReadAuditLog, &principal.tenant)?;
     if let (Some(f), Some(t)) = (params.from, params.to) {
         if f > t {
             return Err(ApiError::new(
@@ -87,12 +87,14 @@ pub async fn list_events(
         to: params.to,
         before: params.cursor,
         limit: params.limit.unwrap_or(50),
+        ..Default::default()
     };
     let page = audit_log::query(&state.app.store.db(), &state.app.codec, &query).await?;
     let filters = serde_json::to_value(&query).unwrap_or_default();
     let position = record_audit_view(
         &state.app,
         &principal,
+        Action::ReadAuditLog,
         filters,
         page.items.len() as u32,
         &meta.metadata(Some(&principal), principal.client),

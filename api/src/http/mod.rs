@@ -8,7 +8,10 @@ pub mod health;
 pub mod idempotency;
 pub mod me;
 pub mod openapi;
+pub mod operation_log;
+pub mod organization;
 pub mod problem;
+pub mod users;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -19,6 +22,8 @@ use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
+use medledger_commands::blobs::BlobStore;
+use medledger_commands::identity::Notifier;
 use medledger_commands::App;
 use medledger_projections::bus::Bus;
 use medledger_projections::Status;
@@ -37,6 +42,10 @@ pub struct AppState {
     pub status: Status,
     pub bus: Arc<dyn Bus>,
     pub metrics: PrometheusHandle,
+    pub notifier: Arc<dyn Notifier>,
+    pub blobs: BlobStore,
+    /// The platform's public base URL (what QR codes point at by default).
+    pub public_url: String,
 }
 
 /// The process-wide Prometheus recorder (installed once).
@@ -58,8 +67,45 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
+        .route("/auth/qr-tickets", post(auth::issue_ticket))
+        .route("/auth/qr-tickets/{id}/confirm", post(auth::confirm_ticket))
+        .route("/auth/qr-tickets/{id}/redeem", post(auth::redeem_ticket))
+        .route("/auth/password-resets", post(auth::request_reset))
+        .route("/auth/password-resets/confirm", post(auth::confirm_reset))
         .route("/me", get(me::me))
-        .route("/audit/events", get(audit::list_events));
+        .route("/me/password", post(me::change_password))
+        .route("/me/phone", post(me::bind_phone))
+        .route("/me/sessions", get(me::sessions))
+        .route("/me/sessions/{id}/revoke", post(me::revoke_session))
+        .route("/audit/events", get(audit::list_events))
+        .route("/operation-log", get(operation_log::list))
+        .route("/permissions", get(organization::permissions))
+        .route("/alliances", post(organization::create_alliance).get(organization::list_alliances))
+        .route("/alliances/{id}/hospitals", post(organization::register_hospital))
+        .route("/hospitals", get(organization::list_hospitals))
+        .route("/hospitals/{id}", get(organization::get_hospital))
+        .route("/hospitals/{id}/profile", post(organization::update_profile))
+        .route(
+            "/hospitals/{id}/logo",
+            post(organization::upload_logo)
+                .get(organization::get_logo)
+                .layer(DefaultBodyLimit::max(organization::LOGO_BODY_LIMIT)),
+        )
+        .route("/hospitals/{id}/qr.png", get(organization::qr_png))
+        .route("/hospitals/{id}/qr.svg", get(organization::qr_svg))
+        .route(
+            "/hospitals/{id}/departments",
+            post(organization::create_department).get(organization::list_departments),
+        )
+        .route("/hospitals/{id}/roles", post(organization::define_role).get(organization::list_roles))
+        .route("/roles/{id}/permissions", post(organization::change_role_permissions))
+        .route("/hospitals/{id}/users", post(users::create_user))
+        .route("/users", get(users::search))
+        .route("/users/{id}", get(users::get_user))
+        .route("/users/{id}/disable", post(users::disable))
+        .route("/users/{id}/enable", post(users::enable))
+        .route("/users/{id}/unfreeze", post(users::unfreeze))
+        .route("/users/{id}/roles", post(users::assign_roles));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

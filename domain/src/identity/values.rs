@@ -115,3 +115,73 @@ mod tests {
         assert!(LoginName::parse(&"a".repeat(65)).is_err());
     }
 }
+
+/// A password that meets the policy: at least 8 characters, at least three of
+/// upper case, lower case, digits and symbols, not containing the login name.
+/// It is never serialized: only its argon2id hash is stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(..)")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordPolicyError {
+    #[error("a password has at least 8 characters")]
+    TooShort,
+    #[error("a password has at most 128 characters")]
+    TooLong,
+    #[error("a password mixes at least three of: upper case, lower case, digits, symbols")]
+    TooFewClasses,
+    #[error("a password must not contain the login name")]
+    ContainsLogin,
+}
+
+impl Password {
+    pub fn parse(raw: &str, login: &LoginName) -> Result<Self, PasswordPolicyError> {
+        let n = raw.chars().count();
+        if n < 8 {
+            return Err(PasswordPolicyError::TooShort);
+        }
+        if n > 128 {
+            return Err(PasswordPolicyError::TooLong);
+        }
+        let classes = [
+            raw.chars().any(|c| c.is_uppercase()),
+            raw.chars().any(|c| c.is_lowercase()),
+            raw.chars().any(|c| c.is_ascii_digit()),
+            raw.chars().any(|c| !c.is_alphanumeric()),
+        ];
+        if classes.iter().filter(|c| **c).count() < 3 {
+            return Err(PasswordPolicyError::TooFewClasses);
+        }
+        if raw.to_lowercase().contains(login.as_str()) {
+            return Err(PasswordPolicyError::ContainsLogin);
+        }
+        Ok(Password(raw.to_string()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod password_tests {
+    use super::*;
+
+    #[test]
+    fn the_password_policy_is_enforced() {
+        let login = LoginName::parse("dr.wang").unwrap();
+        assert_eq!(Password::parse("Ab1!", &login), Err(PasswordPolicyError::TooShort));
+        assert_eq!(Password::parse("abcdefgh1", &login), Err(PasswordPolicyError::TooFewClasses));
+        assert_eq!(Password::parse("xDR.WANGx1", &login), Err(PasswordPolicyError::ContainsLogin));
+        assert!(Password::parse("abcdefg1!", &login).is_ok());
+        assert!(Password::parse("ABCDEFG1a", &login).is_ok());
+        assert!(Password::parse("影像科Abc12", &login).is_ok());
+        assert_eq!(Password::parse(&"Aa1!".repeat(33), &login), Err(PasswordPolicyError::TooLong));
+    }
+}

@@ -59,6 +59,10 @@ impl Bus for InProcessBus {
             .boxed())
     }
 
+    async fn subscribe_ephemeral(&self) -> Result<BoxStream<'static, Delivery>, BusError> {
+        self.subscribe("ephemeral").await
+    }
+
     async fn healthy(&self) -> bool {
         true
     }

@@ -41,6 +41,10 @@ pub trait Bus: Publisher {
     /// same name share its work.
     async fn subscribe(&self, consumer: &str) -> Result<BoxStream<'static, Delivery>, BusError>;
 
+    /// A subscription of this process alone, from now on, without
+    /// acknowledgements (caches that every node must keep fresh).
+    async fn subscribe_ephemeral(&self) -> Result<BoxStream<'static, Delivery>, BusError>;
+
     /// Is the bus reachable right now?
     async fn healthy(&self) -> bool;
 

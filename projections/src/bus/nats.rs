@@ -139,37 +139,23 @@ impl Bus for NatsBus {
             )
             .await
             .map_err(|e| BusError(e.to_string()))?;
-        let messages = consumer.messages().await.map_err(|e| BusError(e.to_string()))?;
-        Ok(messages
-            .ready_chunks(1000)
-            .map(|chunk| {
-                let mut d = Delivery {
-                    events: Vec::with_capacity(chunk.len()),
-                    gap: false,
-                    acks: Vec::with_capacity(chunk.len()),
-                };
-                for m in chunk {
-                    match m {
-                        Ok(m) => match serde_json::from_slice::<RecordedEvent>(&m.payload) {
-                            Ok(e) => {
-                                d.events.push(e);
-                                d.acks.push(m);
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "undecodable bus message; reading the store instead");
-                                d.gap = true;
-                                d.acks.push(m);
-                            }
-                        },
-                        Err(e) => {
-                            tracing::warn!(error = %e, "bus delivery error; reading the store instead");
-                            d.gap = true;
-                        }
-                    }
-                }
-                d
+        deliveries(consumer, true).await
+    }
+
+    async fn subscribe_ephemeral(&self) -> Result<BoxStream<'static, Delivery>, BusError> {
+        let stream = self.ensure_stream().await?;
+        let consumer = stream
+            .create_consumer(pull::Config {
+                durable_name: None,
+                ack_policy: AckPolicy::None,
+                deliver_policy: DeliverPolicy::New,
+                filter_subject: format!("{}.>", self.config.subject_prefix),
+                inactive_threshold: Duration::from_secs(60),
+                ..Default::default()
             })
-            .boxed())
+            .await
+            .map_err(|e| BusError(e.to_string()))?;
+        deliveries(consumer, false).await
     }
 
     async fn healthy(&self) -> bool {
@@ -179,4 +165,47 @@ impl Bus for NatsBus {
     fn kind(&self) -> &'static str {
         "nats-jetstream"
     }
+}
+
+/// Messages of a pull consumer, in ready batches; `acked` says whether the
+/// consumer expects acknowledgements.
+async fn deliveries(
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+    acked: bool,
+) -> Result<BoxStream<'static, Delivery>, BusError> {
+    let messages = consumer.messages().await.map_err(|e| BusError(e.to_string()))?;
+    Ok(messages
+        .ready_chunks(1000)
+        .map(move |chunk| {
+            let mut d = Delivery {
+                events: Vec::with_capacity(chunk.len()),
+                gap: false,
+                acks: Vec::with_capacity(chunk.len()),
+            };
+            for m in chunk {
+                match m {
+                    Ok(m) => match serde_json::from_slice::<RecordedEvent>(&m.payload) {
+                        Ok(e) => {
+                            d.events.push(e);
+                            if acked {
+                                d.acks.push(m);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "undecodable bus message; reading the store instead");
+                            d.gap = true;
+                            if acked {
+                                d.acks.push(m);
+                            }
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "bus delivery error; reading the store instead");
+                        d.gap = true;
+                    }
+                }
+            }
+            d
+        })
+        .boxed())
 }

@@ -83,6 +83,8 @@ pub struct AuditQuery {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actor: Option<uuid::Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub alliance: Option<uuid::Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hospital: Option<uuid::Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<DateTime<Utc>>,
@@ -135,6 +137,9 @@ pub async fn query(db: &Db, codec: &EventCodec, q: &AuditQuery) -> Result<AuditP
     }
     if let Some(a) = q.actor {
         cond(&mut sql, " AND a.actor = ?", a.into());
+    }
+    if let Some(a) = q.alliance {
+        cond(&mut sql, " AND a.alliance_id = ?", a.into());
     }
     if let Some(h) = q.hospital {
         cond(&mut sql, " AND a.hospital_id = ?", h.into());

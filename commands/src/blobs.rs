@@ -1,0 +1,310 @@
+//! Blob storage: opaque bytes under validated keys (hospital logos, rendered
+//! QR codes, later imaging files), on the local disk or in memory for tests.
+//!
+//! It owns only the bytes. What a blob *means* (whose logo, which study) is
+//! decided by events; this module never decides anything and never reads a
+//! read model.
+//!
+//! # Readers never see half an object
+//!
+//! [`BlobStore::put`] writes the bytes under a fresh staging key
+//! (`.staging/<uuid>`) and then renames that object onto the final key. What
+//! this relies on from `object_store` 0.14:
+//!
+//! - a single `put` is all-or-nothing on every backend: `LocalFileSystem`
+//!   writes to a hidden `#`-suffixed temporary file beside the target and
+//!   `rename(2)`s it into place; `InMemory` inserts the whole buffer under a
+//!   lock;
+//! - `rename` onto an existing key replaces it atomically: on
+//!   `LocalFileSystem` it is one `rename(2)` (both keys live under the same
+//!   root, so on the same file system); on `InMemory` it is a copy under a
+//!   lock followed by deleting the source.
+//!
+//! So on the backends we have the staging step adds no atomicity, but it
+//! keeps the guarantee if a backend ever streams an object in parts, and it
+//! means an interrupted write leaves debris only under `.staging/`, never a
+//! truncated object under a real key. Keys under `.staging/` are reserved.
+//!
+//! The local store fsyncs written files and their directories, so a `put` that
+//! returned `Ok` survives a power cut.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use uuid::Uuid;
+
+/// The longest key accepted, in bytes.
+pub const MAX_KEY_LEN: usize = 512;
+
+/// Where [`BlobStore::put`] stages objects before renaming them into place.
+const STAGING_PREFIX: &str = ".staging";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("invalid blob key {key:?}: {reason}")]
+    InvalidKey { key: String, reason: &'static str },
+    #[error("blob store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("blob store directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A place to keep blobs. Cheap to clone; clones share the same store.
+#[derive(Clone, Debug)]
+pub struct BlobStore {
+    store: Arc<dyn ObjectStore>,
+}
+
+impl BlobStore {
+    /// Blobs as files under `root`, which is created if missing.
+    pub fn local(root: &Path) -> Result<Self, BlobError> {
+        std::fs::create_dir_all(root)?;
+        let store = LocalFileSystem::new_with_prefix(root)?.with_fsync(true);
+        Ok(BlobStore { store: Arc::new(store) })
+    }
+
+    /// Blobs in memory, gone when the last clone is dropped (for tests).
+    pub fn memory() -> Self {
+        BlobStore {
+            store: Arc::new(InMemory::new()),
+        }
+    }
+
+    /// Stores `bytes` under `key`, replacing what was there. A concurrent
+    /// reader sees either the old object or the whole new one.
+    pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), BlobError> {
+        let target = parse_key(key)?;
+        let staging = ObjectPath::from(format!("{STAGING_PREFIX}/{}", Uuid::new_v4()));
+        self.store.put(&staging, bytes.into()).await?;
+        if let Err(e) = self.store.rename(&staging, &target).await {
+            // Best effort: a leftover staging object is harmless debris.
+            let _ = self.store.delete(&staging).await;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// The bytes under `key`, or `None` if there is no such blob.
+    pub async fn get(&self, key: &str) -> Result<Option<Bytes>, BlobError> {
+        let path = parse_key(key)?;
+        match self.store.get(&path).await {
+            Ok(result) => Ok(Some(result.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes the blob under `key`; removing a missing blob succeeds.
+    pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        let path = parse_key(key)?;
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether a blob is stored under `key`.
+    pub async fn exists(&self, key: &str) -> Result<bool, BlobError> {
+        let path = parse_key(key)?;
+        match self.store.head(&path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Checks a key and turns it into an object path.
+///
+/// Keys are `/`-separated segments of `[a-z0-9_.-]`, at most
+/// [`MAX_KEY_LEN`] bytes, with no leading or trailing `/`, no empty, `.` or
+/// `..` segments, no `..` anywhere, and nothing under the reserved staging
+/// prefix. The narrow alphabet keeps keys identical on every file system
+/// (no case folding, no escaping) and in URLs.
+fn parse_key(key: &str) -> Result<ObjectPath, BlobError> {
+    let invalid = |reason| BlobError::InvalidKey {
+        key: key.chars().take(MAX_KEY_LEN).collect(),
+        reason,
+    };
+    if key.is_empty() {
+        return Err(invalid("empty"));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(invalid("longer than 512 bytes"));
+    }
+    if !key
+        .bytes()
+        .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'/' | b'_' | b'.' | b'-'))
+    {
+        return Err(invalid("only a-z, 0-9, '/', '_', '.' and '-' are allowed"));
+    }
+    if key.starts_with('/') {
+        return Err(invalid("starts with '/'"));
+    }
+    if key.ends_with('/') {
+        return Err(invalid("ends with '/'"));
+    }
+    if key.contains("..") {
+        return Err(invalid("contains '..'"));
+    }
+    if key.split('/').any(|segment| segment.is_empty()) {
+        return Err(invalid("has an empty segment"));
+    }
+    if key.split('/').any(|segment| segment == ".") {
+        return Err(invalid("has a '.' segment"));
+    }
+    if key.split('/').next() == Some(STAGING_PREFIX) {
+        return Err(invalid("'.staging/' is reserved"));
+    }
+    ObjectPath::parse(key).map_err(|_| invalid("not a valid object path"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_invalid_key(result: Result<ObjectPath, BlobError>) -> bool {
+        matches!(result, Err(BlobError::InvalidKey { .. }))
+    }
+
+    #[test]
+    fn keys_of_the_narrow_alphabet_are_accepted() {
+        for key in [
+            "logo",
+            "hospitals/0190a1b2-c3d4/logo.png",
+            "qr/abc_def-1.svg",
+            "a/b/c/d.e.f",
+            ".well-known/x",
+        ] {
+            assert_eq!(parse_key(key).unwrap().as_ref(), key, "{key}");
+        }
+        assert!(parse_key(&"a".repeat(MAX_KEY_LEN)).is_ok());
+    }
+
+    #[test]
+    fn keys_outside_the_rules_are_rejected() {
+        for key in [
+            "",
+            "/logo.png",
+            "logo.png/",
+            "a//b",
+            "Logo.png",
+            "logo png",
+            "logo\\png",
+            "logo#1",
+            "lögo",
+            "../etc/passwd",
+            "a/../b",
+            "a..b",
+            "./a",
+            "a/./b",
+            ".staging/x",
+        ] {
+            assert!(is_invalid_key(parse_key(key)), "{key:?} was accepted");
+        }
+        assert!(is_invalid_key(parse_key(&"a".repeat(MAX_KEY_LEN + 1))));
+    }
+
+    async fn round_trip(store: &BlobStore) {
+        let key = "hospitals/h1/logo.png";
+        assert!(!store.exists(key).await.unwrap());
+        assert_eq!(store.get(key).await.unwrap(), None);
+
+        store.put(key, Bytes::from_static(b"first")).await.unwrap();
+        assert!(store.exists(key).await.unwrap());
+        assert_eq!(store.get(key).await.unwrap(), Some(Bytes::from_static(b"first")));
+
+        store.put(key, Bytes::from_static(b"second")).await.unwrap();
+        assert_eq!(store.get(key).await.unwrap(), Some(Bytes::from_static(b"second")));
+
+        store.delete(key).await.unwrap();
+        assert!(!store.exists(key).await.unwrap());
+        assert_eq!(store.get(key).await.unwrap(), None);
+        // Deleting what is already gone is fine.
+        store.delete(key).await.unwrap();
+        store.delete("never/was").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn memory_store_puts_gets_overwrites_and_deletes() {
+        round_trip(&BlobStore::memory()).await;
+    }
+
+    #[tokio::test]
+    async fn local_store_puts_gets_overwrites_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        round_trip(&BlobStore::local(dir.path()).unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn local_store_creates_its_root_and_keeps_blobs_as_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("blobs/nested");
+        let store = BlobStore::local(&root).unwrap();
+        store.put("qr/link.svg", Bytes::from_static(b"<svg/>")).await.unwrap();
+        assert_eq!(std::fs::read(root.join("qr/link.svg")).unwrap(), b"<svg/>");
+
+        // A second store over the same directory sees the same blobs.
+        let again = BlobStore::local(&root).unwrap();
+        assert_eq!(
+            again.get("qr/link.svg").await.unwrap(),
+            Some(Bytes::from_static(b"<svg/>"))
+        );
+    }
+
+    #[tokio::test]
+    async fn put_leaves_nothing_behind_in_staging() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::local(dir.path()).unwrap();
+        for i in 0..3 {
+            store.put(&format!("x/{i}"), Bytes::from(vec![i; 1000])).await.unwrap();
+        }
+        let staging = dir.path().join(STAGING_PREFIX);
+        let leftovers = std::fs::read_dir(&staging).map(|entries| entries.count()).unwrap_or(0);
+        assert_eq!(leftovers, 0);
+    }
+
+    #[tokio::test]
+    async fn readers_see_the_old_or_the_whole_new_object_never_a_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::local(dir.path()).unwrap();
+        let key = "big/object";
+        let old = Bytes::from(vec![1u8; 256 * 1024]);
+        let new = Bytes::from(vec![2u8; 256 * 1024]);
+        store.put(key, old.clone()).await.unwrap();
+
+        let reader = {
+            let store = store.clone();
+            let (old, new) = (old.clone(), new.clone());
+            tokio::spawn(async move {
+                for _ in 0..200 {
+                    let seen = store.get(key).await.unwrap().expect("never missing");
+                    assert!(seen == old || seen == new, "saw a partial object");
+                }
+            })
+        };
+        for _ in 0..20 {
+            store.put(key, new.clone()).await.unwrap();
+            store.put(key, old.clone()).await.unwrap();
+        }
+        reader.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn operations_with_bad_keys_touch_nothing() {
+        let store = BlobStore::memory();
+        let bad = "../outside";
+        assert!(matches!(
+            store.put(bad, Bytes::from_static(b"x")).await,
+            Err(BlobError::InvalidKey { .. })
+        ));
+        assert!(matches!(store.get(bad).await, Err(BlobError::InvalidKey { .. })));
+        assert!(matches!(store.delete(bad).await, Err(BlobError::InvalidKey { .. })));
+        assert!(matches!(store.exists(bad).await, Err(BlobError::InvalidKey { .. })));
+    }
+}
