@@ -7,9 +7,9 @@ use medledger_domain::decider::{Ctx, Decider};
 use medledger_domain::event::DomainEvent;
 
 use crate::clock::Clock;
-use crate::identity::AuthCache;
 use crate::codec::{decode, EventCodec, Metadata};
 use crate::error::Error;
+use crate::identity::AuthCache;
 use crate::store::{AppendRequest, AppendResult, EventStore, ExpectedVersion, Guard, StoreError};
 
 /// Everything a command handler needs.

@@ -110,8 +110,22 @@ mod tests {
     #[test]
     fn only_the_operator_reads_the_audit_log() {
         let h = hospital(1, 2);
-        assert_eq!(code(authorize(&principal(AccountRole::PlatformOperator, Tenant::PLATFORM, &[]), Action::ReadAuditLog, &h)), "ok");
-        assert_eq!(code(authorize(&principal(AccountRole::HospitalAdministrator, h, &[]), Action::ReadAuditLog, &h)), "forbidden");
+        assert_eq!(
+            code(authorize(
+                &principal(AccountRole::PlatformOperator, Tenant::PLATFORM, &[]),
+                Action::ReadAuditLog,
+                &h
+            )),
+            "ok"
+        );
+        assert_eq!(
+            code(authorize(
+                &principal(AccountRole::HospitalAdministrator, h, &[]),
+                Action::ReadAuditLog,
+                &h
+            )),
+            "forbidden"
+        );
     }
 
     #[test]
@@ -138,10 +152,20 @@ mod tests {
             &[],
         );
         assert_eq!(code(authorize(&alliance, Action::RegisterHospital, &mine)), "ok");
-        assert_eq!(code(authorize(&alliance, Action::ManageUsers, &mine)), "forbidden", "one level at a time");
-        assert_eq!(code(authorize(&alliance, Action::RegisterHospital, &foreign)), "not_found");
+        assert_eq!(
+            code(authorize(&alliance, Action::ManageUsers, &mine)),
+            "forbidden",
+            "one level at a time"
+        );
+        assert_eq!(
+            code(authorize(&alliance, Action::RegisterHospital, &foreign)),
+            "not_found"
+        );
         let operator = principal(AccountRole::PlatformOperator, Tenant::PLATFORM, &[]);
-        assert_eq!(code(authorize(&operator, Action::CreateAlliance, &Tenant::PLATFORM)), "ok");
+        assert_eq!(
+            code(authorize(&operator, Action::CreateAlliance, &Tenant::PLATFORM)),
+            "ok"
+        );
         assert_eq!(code(authorize(&operator, Action::RegisterHospital, &mine)), "forbidden");
     }
 }

@@ -177,12 +177,84 @@ type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArgume
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
 fn sqlite_query<'q>(sql: &'q str, args: &'q [Arg]) -> SqliteQuery<'q> {
-    bind_all!(sqlx::query(sql), args, |q: SqliteQuery<'q>, t: &DateTime<Utc>| q
+    let q = match anonymous_placeholders(sql) {
+        Some(rewritten) => sqlx::query(rewritten),
+        None => sqlx::query(sql),
+    };
+    bind_all!(q, args, |q: SqliteQuery<'q>, t: &DateTime<Utc>| q
         .bind(crate::store::hashing::timestamp_text(*t)))
+}
+
+/// `$1, $2, … $n`, each once and in order, rewritten to `?`: sqlx resolves
+/// named SQLite parameters one lookup at a time, which is quadratic in their
+/// number (a 9,000-parameter insert spent most of its time there). Other
+/// shapes are left as written. The rewritten text is leaked once per
+/// distinct statement and cached (statements are a small fixed set).
+fn anonymous_placeholders(sql: &str) -> Option<&'static str> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<String, Option<&'static str>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(hit) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(sql) {
+        return *hit;
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut expected = 1u32;
+    let mut chars = sql.char_indices().peekable();
+    let mut in_quote = false;
+    let mut sequential = true;
+    while let Some((_, c)) = chars.next() {
+        if c == '\'' {
+            in_quote = !in_quote;
+        }
+        if c == '$' && !in_quote {
+            let mut digits = String::new();
+            while let Some((_, d)) = chars.peek().copied().filter(|(_, d)| d.is_ascii_digit()) {
+                digits.push(d);
+                chars.next();
+            }
+            if digits.parse::<u32>().ok() == Some(expected) {
+                expected += 1;
+                out.push('?');
+                continue;
+            }
+            sequential = false;
+            break;
+        }
+        out.push(c);
+    }
+    let mut guard = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if guard.len() >= 10_000 {
+        return None; // never leak without bound: leave unusual statements named
+    }
+    let result = (sequential && expected > 1).then(|| &*Box::leak(out.into_boxed_str()));
+    guard.insert(sql.to_string(), result);
+    result
 }
 
 fn pg_query<'q>(sql: &'q str, args: &'q [Arg]) -> PgQuery<'q> {
     bind_all!(sqlx::query(sql), args, |q: PgQuery<'q>, t: &DateTime<Utc>| q.bind(*t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::anonymous_placeholders;
+
+    #[test]
+    fn sequential_placeholders_become_anonymous() {
+        assert_eq!(
+            anonymous_placeholders("SELECT a FROM t WHERE x = $1 AND y = $2"),
+            Some("SELECT a FROM t WHERE x = ? AND y = ?")
+        );
+        assert_eq!(
+            anonymous_placeholders("UPDATE t SET n = n + $2 WHERE id = $1"),
+            None,
+            "out of order stays named"
+        );
+        assert_eq!(anonymous_placeholders("SELECT $1, $1"), None, "reused stays named");
+        assert_eq!(anonymous_placeholders("SELECT 1"), None);
+        assert_eq!(anonymous_placeholders("SELECT '$1', $1"), Some("SELECT '$1', ?"));
+    }
 }
 
 impl Db {

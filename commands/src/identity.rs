@@ -20,7 +20,9 @@ use medledger_domain::identity::account::{
     Account, AccountCommand, AccountDecider, AccountEvent, AccountState, LoginFailure, PasswordChange,
 };
 use medledger_domain::identity::login_ticket::{LoginTicket, LoginTicketCommand, LoginTicketState};
-use medledger_domain::identity::password_reset::{PasswordReset, PasswordResetCommand, PasswordResetEvent, PasswordResetState};
+use medledger_domain::identity::password_reset::{
+    PasswordReset, PasswordResetCommand, PasswordResetEvent, PasswordResetState,
+};
 use medledger_domain::identity::session::{Session, SessionCommand};
 use medledger_domain::identity::{AccountRole, ClientKind, LoginName, Password, Tenant};
 use medledger_domain::organization::role::Role;
@@ -218,9 +220,11 @@ pub async fn account_registration(
 /// Map a taken login guard to the problem users expect.
 pub fn login_taken(e: Error) -> Error {
     match e {
-        Error::Store(StoreError::GuardTaken { scope, key }) if scope == LOGIN_SCOPE => {
-            Error::rejected(Kind::Conflict, "login_taken", format!("the login name '{key}' is already taken"))
-        }
+        Error::Store(StoreError::GuardTaken { scope, key }) if scope == LOGIN_SCOPE => Error::rejected(
+            Kind::Conflict,
+            "login_taken",
+            format!("the login name '{key}' is already taken"),
+        ),
         other => other,
     }
 }
@@ -248,7 +252,8 @@ pub async fn bootstrap_operator(app: &App, password: Option<String>) -> Result<O
         password: password_policy(&password, &login)?,
     };
     let (stream, events, guard) = account_registration(app, account, &Metadata::system()).await?;
-    match app.append(AppendRequest::stream(stream, ExpectedVersion::NoStream, events).with_guard(guard))
+    match app
+        .append(AppendRequest::stream(stream, ExpectedVersion::NoStream, events).with_guard(guard))
         .await
     {
         Ok(_) => Ok(generated.then_some(password)),
@@ -278,7 +283,11 @@ pub struct LoginSuccess {
 }
 
 fn invalid_credentials() -> Error {
-    Error::rejected(Kind::Unauthenticated, "invalid_credentials", "login name or password is wrong")
+    Error::rejected(
+        Kind::Unauthenticated,
+        "invalid_credentials",
+        "login name or password is wrong",
+    )
 }
 
 /// Record a login attempt on the account and, when it succeeds, start a
@@ -422,7 +431,10 @@ pub async fn login(
         Ok(l) => app.store.guard_owner(LOGIN_SCOPE, l.as_str()).await?,
         Err(_) => None,
     };
-    let Some(account_id) = owner.as_deref().and_then(|s| s.strip_prefix("account-")).and_then(|s| s.parse().ok())
+    let Some(account_id) = owner
+        .as_deref()
+        .and_then(|s| s.strip_prefix("account-"))
+        .and_then(|s| s.parse().ok())
     else {
         let _ = verify_password(dummy_hash(), password).await;
         let attempt = AccountEvent::LoginFailed {
@@ -433,12 +445,14 @@ pub async fn login(
             local_date: None,
         };
         let new = app.codec.prepare(&[attempt], metadata, app.clock.now()).await?;
-        app
-            .append(AppendRequest::stream(UNKNOWN_LOGIN_STREAM, ExpectedVersion::Any, new))
+        app.append(AppendRequest::stream(UNKNOWN_LOGIN_STREAM, ExpectedVersion::Any, new))
             .await?;
         return Err(invalid_credentials());
     };
-    attempt_login(app, account_id, Some(password), client, "password", metadata, |_| Ok(None)).await
+    attempt_login(app, account_id, Some(password), client, "password", metadata, |_| {
+        Ok(None)
+    })
+    .await
 }
 
 // ---------------------------------------------------------------- authentication
@@ -474,23 +488,37 @@ impl AuthCache {
     pub fn is_revoking(event_type: &str) -> bool {
         matches!(
             event_type,
-            "SessionEnded" | "AccountFrozen" | "AccountDisabled" | "PasswordChanged" | "RolesAssigned" | "RolePermissionsChanged"
+            "SessionEnded"
+                | "AccountFrozen"
+                | "AccountDisabled"
+                | "PasswordChanged"
+                | "RolesAssigned"
+                | "RolePermissionsChanged"
         )
     }
 
     /// Forget what an event makes stale. Returns true if it was relevant.
     pub fn invalidate_for(&self, event_type: &str, payload: &serde_json::Value) -> bool {
-        let id = |k: &str| payload.get(k).and_then(|v| v.as_str()).and_then(|s| Uuid::parse_str(s).ok());
+        let id = |k: &str| {
+            payload
+                .get(k)
+                .and_then(|v| v.as_str())
+                .and_then(|s| Uuid::parse_str(s).ok())
+        };
         match event_type {
             "SessionEnded" => {
                 if let Some(s) = id("session_id") {
-                    let _ = self.cache.invalidate_entries_if(move |_, v| v.principal.session_id == s);
+                    let _ = self
+                        .cache
+                        .invalidate_entries_if(move |_, v| v.principal.session_id == s);
                 }
                 true
             }
             "AccountFrozen" | "AccountDisabled" | "PasswordChanged" | "RolesAssigned" => {
                 if let Some(a) = id("account_id") {
-                    let _ = self.cache.invalidate_entries_if(move |_, v| v.principal.account_id == a);
+                    let _ = self
+                        .cache
+                        .invalidate_entries_if(move |_, v| v.principal.account_id == a);
                 }
                 true
             }
@@ -518,7 +546,11 @@ impl AuthCache {
 }
 
 fn session_gone() -> Error {
-    Error::rejected(Kind::Unauthenticated, "session_expired", "the session has ended or expired")
+    Error::rejected(
+        Kind::Unauthenticated,
+        "session_expired",
+        "the session has ended or expired",
+    )
 }
 
 /// The principal behind a bearer token. Decided from the session's and the
@@ -551,7 +583,10 @@ pub async fn authenticate(app: &App, token: &str) -> Result<Principal, Error> {
             ..Metadata::system()
         };
         // Losing this race to a concurrent request's touch is harmless.
-        match app.execute::<Session>(&stream, SessionCommand::Touch, &meta, vec![]).await {
+        match app
+            .execute::<Session>(&stream, SessionCommand::Touch, &meta, vec![])
+            .await
+        {
             Ok(_) | Err(Error::Rejected { .. }) => {}
             Err(e) => return Err(e),
         }
@@ -564,7 +599,8 @@ pub async fn authenticate(app: &App, token: &str) -> Result<Principal, Error> {
         client: s.client,
         permissions: permissions_of(app, &account).await?,
     };
-    let touch_after = now.max(s.last_active) + chrono::Duration::minutes(medledger_domain::identity::session::TOUCH_EVERY_MINUTES);
+    let touch_after =
+        now.max(s.last_active) + chrono::Duration::minutes(medledger_domain::identity::session::TOUCH_EVERY_MINUTES);
     cache.cache.insert(
         key,
         Arc::new(CachedSession {
@@ -637,7 +673,11 @@ pub async fn change_password(
 ) -> Result<u64, Error> {
     let (account, _) = load_account(app, principal.account_id).await?;
     if !verify_password(account.password_hash.clone(), current).await {
-        return Err(Error::rejected(Kind::Forbidden, "wrong_password", "the current password is wrong"));
+        return Err(Error::rejected(
+            Kind::Forbidden,
+            "wrong_password",
+            "the current password is wrong",
+        ));
     }
     let reason = if account.password_chosen_by_owner {
         PasswordChange::Change
@@ -662,9 +702,7 @@ async fn set_password(
     let hash = hash_password(password.expose().to_string()).await?;
     let ctx = app.ctx(metadata);
     let events = AccountDecider::decide(
-        &AccountState {
-            account: Some(account),
-        },
+        &AccountState { account: Some(account) },
         AccountCommand::ChangePassword {
             password_hash: hash,
             reused,
@@ -673,14 +711,23 @@ async fn set_password(
         &ctx,
     )?;
     let new_events = app.codec.prepare(&events, metadata, ctx.now).await?;
-    let mut request = AppendRequest::stream(account_stream(account_id), ExpectedVersion::from_loaded(version), new_events);
+    let mut request = AppendRequest::stream(
+        account_stream(account_id),
+        ExpectedVersion::from_loaded(version),
+        new_events,
+    );
     if let Some((s, e, ev)) = extra {
         request = request.and_stream(s, e, ev);
     }
     Ok(app.append(request).await?.last_position)
 }
 
-pub async fn bind_phone(app: &App, principal: &Principal, phone: PhoneNumber, metadata: &Metadata) -> Result<u64, Error> {
+pub async fn bind_phone(
+    app: &App,
+    principal: &Principal,
+    phone: PhoneNumber,
+    metadata: &Metadata,
+) -> Result<u64, Error> {
     let id = principal.account_id;
     let r = app
         .execute::<AccountDecider>(
@@ -755,7 +802,11 @@ async fn load_ticket(app: &App, ticket_id: Uuid, secret: &str) -> Result<(LoginT
         .map(|s| s.len() == given.len() && s.bytes().zip(given.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0)
         .unwrap_or(false);
     if !ok {
-        return Err(Error::rejected(Kind::NotFound, "ticket_not_found", "no such login ticket"));
+        return Err(Error::rejected(
+            Kind::NotFound,
+            "ticket_not_found",
+            "no such login ticket",
+        ));
     }
     app.load::<LoginTicket>(&stream).await
 }
@@ -776,6 +827,7 @@ pub async fn confirm_login_ticket(
             "login tickets are confirmed from a logged-in mobile client",
         ));
     }
+    load_ticket(app, ticket_id, secret).await?;
     let (account, _) = load_account(app, principal.account_id).await?;
     if account.phone.is_none() {
         return Err(Error::rejected(
@@ -791,7 +843,6 @@ pub async fn confirm_login_ticket(
             "set your own password before the first QR login",
         ));
     }
-    load_ticket(app, ticket_id, secret).await?;
     let r = app
         .execute::<LoginTicket>(
             &ticket_stream(ticket_id),
@@ -833,7 +884,13 @@ pub async fn redeem_login_ticket(
         _ => Uuid::nil(),
     };
     // Let the decider say why (expired, used) if it cannot be redeemed.
-    LoginTicket::decide(&state, LoginTicketCommand::Redeem { session_id: Uuid::nil() }, &ctx)?;
+    LoginTicket::decide(
+        &state,
+        LoginTicketCommand::Redeem {
+            session_id: Uuid::nil(),
+        },
+        &ctx,
+    )?;
     let app2 = app.clone();
     let meta = metadata.clone();
     let extra = move |session_id: Uuid| -> Result<Option<(String, ExpectedVersion, Vec<NewEvent>)>, Error> {
@@ -978,10 +1035,15 @@ pub async fn reset_password(
     let events = PasswordReset::decide(&state, PasswordResetCommand::Try { code_matches: matches }, &ctx)?;
     let new = app.codec.prepare(&events, metadata, ctx.now).await?;
     if !matches {
-        app
-            .append(AppendRequest::stream(&stream, ExpectedVersion::from_loaded(version), new))
-            .await?;
-        let killed = events.iter().any(|e| matches!(e, PasswordResetEvent::ResetCodeKilled { .. }));
+        app.append(AppendRequest::stream(
+            &stream,
+            ExpectedVersion::from_loaded(version),
+            new,
+        ))
+        .await?;
+        let killed = events
+            .iter()
+            .any(|e| matches!(e, PasswordResetEvent::ResetCodeKilled { .. }));
         return Err(if killed {
             Error::rejected(Kind::Gone, "reset_code_dead", "too many wrong codes: request a new one")
         } else {

@@ -53,12 +53,7 @@ fn not_found() -> Error {
     Error::rejected(Kind::NotFound, "not_found", "no such resource")
 }
 
-fn person(
-    spec: &PersonSpec,
-    role: AccountRole,
-    tenant: Tenant,
-    time_zone: TimeZone,
-) -> Result<NewAccount, Error> {
+fn person(spec: &PersonSpec, role: AccountRole, tenant: Tenant, time_zone: TimeZone) -> Result<NewAccount, Error> {
     let login = LoginName::parse(&spec.login)?;
     let display_name = Name::parse(&spec.display_name)?;
     let phone = spec.phone.as_deref().map(PhoneNumber::parse).transpose()?;
@@ -104,7 +99,14 @@ pub async fn create_alliance(
     let account = person(admin, AccountRole::AllianceAdministrator, tenant, TimeZone::DEFAULT)?;
     let account_id = account.account_id;
     let ctx = app.ctx(metadata);
-    let events = Alliance::decide(&Default::default(), AllianceCommand::Create { alliance_id, name: name.clone() }, &ctx)?;
+    let events = Alliance::decide(
+        &Default::default(),
+        AllianceCommand::Create {
+            alliance_id,
+            name: name.clone(),
+        },
+        &ctx,
+    )?;
     let mut meta = metadata.clone();
     meta.tenant = tenant;
     let new = app.codec.prepare(&events, &meta, ctx.now).await?;
@@ -211,7 +213,11 @@ pub async fn register_hospital(
             &ctx,
         )?;
         request = request
-            .and_stream(role_stream(role_id), ExpectedVersion::NoStream, app.codec.prepare(&events, &meta, ctx.now).await?)
+            .and_stream(
+                role_stream(role_id),
+                ExpectedVersion::NoStream,
+                app.codec.prepare(&events, &meta, ctx.now).await?,
+            )
             .with_guard(Guard::Claim {
                 scope: "role-name".into(),
                 key: format!("{hospital_id}/{role_name}"),
@@ -222,7 +228,9 @@ pub async fn register_hospital(
     let account = person(admin, AccountRole::HospitalAdministrator, tenant, time_zone)?;
     let admin_id = account.account_id;
     let (stream, account_events, login_guard) = account_registration(app, account, metadata).await?;
-    request = request.and_stream(stream, ExpectedVersion::NoStream, account_events).with_guard(login_guard);
+    request = request
+        .and_stream(stream, ExpectedVersion::NoStream, account_events)
+        .with_guard(login_guard);
     let r = app
         .append(request)
         .await
@@ -296,7 +304,11 @@ pub async fn change_hospital_logo(
     authorize(p, Action::EditHospital, &tenant)?;
     let image = crate::media::validate_logo(&bytes, declared_type)
         .map_err(|e| Error::rejected(Kind::Invalid, e.code(), e.to_string()))?;
-    let ext = if image.content_type == "image/png" { "png" } else { "jpg" };
+    let ext = if image.content_type == "image/png" {
+        "png"
+    } else {
+        "jpg"
+    };
     let key = format!("hospitals/{hospital_id}/logo-{}.{ext}", image.sha256);
     let size = bytes.len() as u64;
     blobs
@@ -359,7 +371,11 @@ fn parse_permissions(names: &[String]) -> Result<BTreeSet<Permission>, Error> {
         .iter()
         .map(|n| {
             Permission::parse(n).ok_or_else(|| {
-                Error::rejected(Kind::Invalid, "unknown_permission", format!("'{n}' is not a permission"))
+                Error::rejected(
+                    Kind::Invalid,
+                    "unknown_permission",
+                    format!("'{n}' is not a permission"),
+                )
             })
         })
         .collect()
@@ -427,7 +443,12 @@ pub async fn change_role_permissions(
     let mut meta = metadata.clone();
     meta.tenant = tenant;
     let r = app
-        .execute::<Role>(&role_stream(role_id), RoleCommand::ChangePermissions { permissions }, &meta, vec![])
+        .execute::<Role>(
+            &role_stream(role_id),
+            RoleCommand::ChangePermissions { permissions },
+            &meta,
+            vec![],
+        )
         .await?;
     Ok(r.position())
 }
@@ -444,7 +465,13 @@ pub struct UserSpec {
 /// hospital administrator) may only grant what they hold themselves.
 async fn check_roles(app: &App, p: &Principal, hospital_id: Uuid, roles: &[Uuid]) -> Result<(), Error> {
     for role_id in roles {
-        let unknown = || Error::rejected(Kind::Invalid, "unknown_role", format!("role {role_id} is not a role of this hospital"));
+        let unknown = || {
+            Error::rejected(
+                Kind::Invalid,
+                "unknown_role",
+                format!("role {role_id} is not a role of this hospital"),
+            )
+        };
         let (state, _) = app.load::<Role>(&role_stream(*role_id)).await?;
         let role = state.role.ok_or_else(unknown)?;
         if role.hospital_id != hospital_id {
@@ -487,7 +514,11 @@ pub async fn create_user(
     check_roles(app, p, hospital_id, &roles).await?;
     let title = match spec.title.as_deref().map(str::trim) {
         Some(t) if t.chars().count() > 50 => {
-            return Err(Error::rejected(Kind::Invalid, "invalid_title", "a title has at most 50 characters"))
+            return Err(Error::rejected(
+                Kind::Invalid,
+                "invalid_title",
+                "a title has at most 50 characters",
+            ))
         }
         Some("") | None => None,
         Some(t) => Some(t.to_string()),
@@ -507,7 +538,9 @@ pub async fn create_user(
 
 /// A user account that `p` may manage (same hospital, ordinary user level).
 async fn managed_user(app: &App, p: &Principal, account_id: Uuid) -> Result<Tenant, Error> {
-    let (state, _) = app.load::<AccountDecider>(&crate::identity::account_stream(account_id)).await?;
+    let (state, _) = app
+        .load::<AccountDecider>(&crate::identity::account_stream(account_id))
+        .await?;
     let account = state.account.ok_or_else(not_found)?;
     authorize(p, Action::ManageUsers, &account.tenant)?;
     if account.role != AccountRole::User {
@@ -534,7 +567,10 @@ pub async fn manage_user(
     }
     if !matches!(
         command,
-        AccountCommand::Disable | AccountCommand::Enable | AccountCommand::Unfreeze | AccountCommand::AssignRoles { .. }
+        AccountCommand::Disable
+            | AccountCommand::Enable
+            | AccountCommand::Unfreeze
+            | AccountCommand::AssignRoles { .. }
     ) {
         return Err(Error::forbidden());
     }

@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+pub mod org;
+
 use medledger_api::config::Config;
 use medledger_commands::clock::{Clock, FakeClock, SystemClock};
 use medledger_commands::crypto::MasterKey;
@@ -311,7 +313,9 @@ impl TestServer {
             bootstrap_password: Some(OPERATOR_PASSWORD.to_string()),
             stop_on_signal: false,
         };
-        let running = medledger_api::server::start(config, options, clock).await.expect("server starts");
+        let running = medledger_api::server::start(config, options, clock)
+            .await
+            .expect("server starts");
         TestServer {
             base: format!("http://{}", running.addr),
             http: reqwest::Client::new(),

@@ -47,7 +47,9 @@ async fn register(app: &App, login: &str, password: &str, role: AccountRole, dis
         time_zone: TimeZone::DEFAULT,
     };
     let id = account.account_id;
-    let (stream, events, guard) = identity::account_registration(app, account, &Metadata::system()).await.unwrap();
+    let (stream, events, guard) = identity::account_registration(app, account, &Metadata::system())
+        .await
+        .unwrap();
     app.append(AppendRequest::stream(stream, ExpectedVersion::NoStream, events).with_guard(guard))
         .await
         .unwrap();
@@ -335,16 +337,24 @@ async fn logout_revokes_the_token_at_once(d: &Deployment) {
     let (token, _) = s.login("operator", OPERATOR_PASSWORD).await;
     for _ in 0..6 {
         clock.advance(chrono::Duration::minutes(119));
-        assert_eq!(s.get("/api/v1/me", Some(&token)).await.status, 200, "activity keeps it alive");
+        assert_eq!(
+            s.get("/api/v1/me", Some(&token)).await.status,
+            200,
+            "activity keeps it alive"
+        );
     }
     clock.advance(chrono::Duration::minutes(6));
-    s.get("/api/v1/me", Some(&token)).await.assert_problem(401, "session_expired");
+    s.get("/api/v1/me", Some(&token))
+        .await
+        .assert_problem(401, "session_expired");
     // …and one left alone ends after two idle hours.
     let (token, _) = s.login("operator", OPERATOR_PASSWORD).await;
     clock.advance(chrono::Duration::minutes(119));
     assert_eq!(s.get("/api/v1/me", Some(&token)).await.status, 200);
     clock.advance(chrono::Duration::minutes(120));
-    s.get("/api/v1/me", Some(&token)).await.assert_problem(401, "session_expired");
+    s.get("/api/v1/me", Some(&token))
+        .await
+        .assert_problem(401, "session_expired");
     s.stop().await;
 }
 

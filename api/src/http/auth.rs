@@ -131,7 +131,9 @@ pub async fn issue_ticket(
 ) -> Result<CommandResponse<TicketResponse>, ApiError> {
     let t = identity::issue_login_ticket(&state.app, &meta.metadata(None, ClientKind::Pc)).await?;
     let payload = t.qr_payload();
-    let qr = |e: medledger_commands::media::QrError| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string());
+    let qr = |e: medledger_commands::media::QrError| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string())
+    };
     let png = medledger_commands::media::qr_png(&payload, 6).map_err(qr)?;
     let svg = medledger_commands::media::qr_svg(&payload).map_err(qr)?;
     Ok(CommandResponse {
@@ -207,7 +209,11 @@ pub async fn redeem_ticket(
     ApiJson(body): ApiJson<RedeemRequest>,
 ) -> Result<CommandResponse<RedeemResponse>, ApiError> {
     if body.wait_seconds > 25 {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "wait_seconds is at most 25"));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "wait_seconds is at most 25",
+        ));
     }
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(body.wait_seconds as u64);
     let metadata = meta.metadata(None, ClientKind::Pc);

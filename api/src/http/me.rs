@@ -163,8 +163,7 @@ pub async fn revoke_session(
     meta: RequestMeta,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<CommandResponse<PositionResponse>, ApiError> {
-    let position =
-        identity::end_session(&state.app, &p, id, "revoked", &meta.metadata(Some(&p), p.client)).await?;
+    let position = identity::end_session(&state.app, &p, id, "revoked", &meta.metadata(Some(&p), p.client)).await?;
     Ok(CommandResponse {
         status: StatusCode::OK,
         position,

@@ -80,7 +80,10 @@ pub fn router(state: AppState) -> Router {
         .route("/audit/events", get(audit::list_events))
         .route("/operation-log", get(operation_log::list))
         .route("/permissions", get(organization::permissions))
-        .route("/alliances", post(organization::create_alliance).get(organization::list_alliances))
+        .route(
+            "/alliances",
+            post(organization::create_alliance).get(organization::list_alliances),
+        )
         .route("/alliances/{id}/hospitals", post(organization::register_hospital))
         .route("/hospitals", get(organization::list_hospitals))
         .route("/hospitals/{id}", get(organization::get_hospital))
@@ -89,7 +92,7 @@ pub fn router(state: AppState) -> Router {
             "/hospitals/{id}/logo",
             post(organization::upload_logo)
                 .get(organization::get_logo)
-                .layer(DefaultBodyLimit::max(organization::LOGO_BODY_LIMIT)),
+                .layer(DefaultBodyLimit::disable()),
         )
         .route("/hospitals/{id}/qr.png", get(organization::qr_png))
         .route("/hospitals/{id}/qr.svg", get(organization::qr_svg))
@@ -97,7 +100,10 @@ pub fn router(state: AppState) -> Router {
             "/hospitals/{id}/departments",
             post(organization::create_department).get(organization::list_departments),
         )
-        .route("/hospitals/{id}/roles", post(organization::define_role).get(organization::list_roles))
+        .route(
+            "/hospitals/{id}/roles",
+            post(organization::define_role).get(organization::list_roles),
+        )
         .route("/roles/{id}/permissions", post(organization::change_role_permissions))
         .route("/hospitals/{id}/users", post(users::create_user))
         .route("/users", get(users::search))

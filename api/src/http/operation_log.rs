@@ -65,7 +65,11 @@ pub async fn list(
 ) -> Result<CommandResponse<OperationLogResponse>, ApiError> {
     medledger_commands::authorization::authorize(&p, Action::ViewOperationLog, &p.tenant)?;
     if matches!(params.limit, Some(0) | Some(501..)) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "limit must be 1 to 500"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "limit must be 1 to 500",
+        ));
     }
     min.wait(&state, audit_log::NAME).await?;
     let (alliance, hospital) = match p.role {

@@ -95,8 +95,14 @@ pub async fn create_alliance(
     meta: RequestMeta,
     ApiJson(body): ApiJson<CreateAlliance>,
 ) -> Result<CommandResponse<Created>, ApiError> {
-    let (id, admin, position) =
-        org::create_alliance(&state.app, &p, &body.name, &body.admin.into(), &meta.metadata(Some(&p), p.client)).await?;
+    let (id, admin, position) = org::create_alliance(
+        &state.app,
+        &p,
+        &body.name,
+        &body.admin.into(),
+        &meta.metadata(Some(&p), p.client),
+    )
+    .await?;
     let mut r = created(id, position);
     r.body.admin_account_id = Some(admin);
     Ok(r)
@@ -189,8 +195,14 @@ fn hospital_tenant(h: &rm::HospitalView) -> Tenant {
 }
 
 /// A hospital the caller may see, from the read model.
-async fn visible_hospital(state: &AppState, p: &medledger_commands::identity::Principal, id: Uuid) -> Result<rm::HospitalView, ApiError> {
-    let h = rm::get_hospital(&state.app.store.db(), id).await?.ok_or_else(ApiError::not_found)?;
+async fn visible_hospital(
+    state: &AppState,
+    p: &medledger_commands::identity::Principal,
+    id: Uuid,
+) -> Result<rm::HospitalView, ApiError> {
+    let h = rm::get_hospital(&state.app.store.db(), id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     authorize(p, Action::ViewDirectory, &hospital_tenant(&h))?;
     Ok(h)
 }
@@ -242,17 +254,42 @@ pub async fn update_profile(
     Ok(done(position))
 }
 
-/// A raw request body, with rejections as problems.
+/// A raw request body of at most [`LOGO_BODY_LIMIT`] bytes. A larger body is
+/// still read to its end (up to 16 MiB) before the 413 answer, so the client
+/// finishes sending and reads the problem instead of a reset connection.
 pub struct RawBody(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Bytes::from_request(req, state)
-            .await
-            .map(RawBody)
-            .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the body is too large"))
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        use futures::StreamExt;
+        const DRAIN_AT_MOST: usize = 16 * 1024 * 1024;
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the body is too large",
+            )
+        };
+        let mut stream = req.into_body().into_data_stream();
+        let mut kept = Vec::new();
+        let mut seen = 0usize;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk
+                .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "the body could not be read"))?;
+            seen += chunk.len();
+            if seen > DRAIN_AT_MOST {
+                return Err(too_large());
+            }
+            if seen <= LOGO_BODY_LIMIT {
+                kept.extend_from_slice(&chunk);
+            }
+        }
+        if seen > LOGO_BODY_LIMIT {
+            return Err(too_large());
+        }
+        Ok(RawBody(Bytes::from(kept)))
     }
 }
 
@@ -305,9 +342,14 @@ pub async fn get_logo(
     Ok(([(header::CONTENT_TYPE, logo.content_type)], bytes).into_response())
 }
 
-async fn qr_target(state: &AppState, p: &medledger_commands::identity::Principal, id: Uuid) -> Result<String, ApiError> {
+async fn qr_target(
+    state: &AppState,
+    p: &medledger_commands::identity::Principal,
+    id: Uuid,
+) -> Result<String, ApiError> {
     let h = visible_hospital(state, p, id).await?;
-    Ok(h.qr_url.unwrap_or_else(|| format!("{}/h/{}", state.public_url.trim_end_matches('/'), h.code)))
+    Ok(h.qr_url
+        .unwrap_or_else(|| format!("{}/h/{}", state.public_url.trim_end_matches('/'), h.code)))
 }
 
 fn qr_error(e: medledger_commands::media::QrError) -> ApiError {
@@ -320,8 +362,10 @@ fn qr_error(e: medledger_commands::media::QrError) -> ApiError {
 pub async fn qr_png(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
+    min: MinPosition,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Response, ApiError> {
+    min.wait(&state, rm::NAME).await?;
     let png = medledger_commands::media::qr_png(&qr_target(&state, &p, id).await?, 8).map_err(qr_error)?;
     Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
 }
@@ -332,8 +376,10 @@ pub async fn qr_png(
 pub async fn qr_svg(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
+    min: MinPosition,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Response, ApiError> {
+    min.wait(&state, rm::NAME).await?;
     let svg = medledger_commands::media::qr_svg(&qr_target(&state, &p, id).await?).map_err(qr_error)?;
     Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
 }
@@ -403,8 +449,15 @@ pub async fn define_role(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<DefineRole>,
 ) -> Result<CommandResponse<Created>, ApiError> {
-    let (role, position) =
-        org::define_role(&state.app, &p, id, &body.name, &body.permissions, &meta.metadata(Some(&p), p.client)).await?;
+    let (role, position) = org::define_role(
+        &state.app,
+        &p,
+        id,
+        &body.name,
+        &body.permissions,
+        &meta.metadata(Some(&p), p.client),
+    )
+    .await?;
     Ok(created(role, position))
 }
 
@@ -439,8 +492,14 @@ pub async fn change_role_permissions(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<RolePermissions>,
 ) -> Result<CommandResponse<PositionResponse>, ApiError> {
-    let position =
-        org::change_role_permissions(&state.app, &p, id, &body.permissions, &meta.metadata(Some(&p), p.client)).await?;
+    let position = org::change_role_permissions(
+        &state.app,
+        &p,
+        id,
+        &body.permissions,
+        &meta.metadata(Some(&p), p.client),
+    )
+    .await?;
     Ok(done(position))
 }
 

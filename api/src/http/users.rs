@@ -95,10 +95,18 @@ pub async fn search(
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<accounts::UserPage>, ApiError> {
     if matches!(params.limit, Some(0) | Some(201..)) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "limit must be 1 to 200"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "limit must be 1 to 200",
+        ));
     }
     if params.q.as_ref().is_some_and(|q| q.chars().count() > 100) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "q has at most 100 characters"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "q has at most 100 characters",
+        ));
     }
     let mut filter = accounts::UserFilter {
         alliance_id: None,
@@ -137,7 +145,9 @@ pub async fn get_user(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<accounts::AccountView>, ApiError> {
     min.wait(&state, accounts::NAME).await?;
-    let view = accounts::get(&state.app.store.db(), id).await?.ok_or_else(ApiError::not_found)?;
+    let view = accounts::get(&state.app.store.db(), id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     let tenant = Tenant {
         alliance_id: view.alliance_id,
         hospital_id: view.hospital_id,

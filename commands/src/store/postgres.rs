@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPoolOptions, PgRow};
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -38,10 +40,14 @@ impl PgEventStore {
     /// Connect, apply migrations (under sqlx's advisory lock, so several
     /// nodes may start at once) and start the writer.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        // Prepared statements are cached per connection; a generic plan made
+        // while `events` was small would scan it forever after (`event_id =
+        // ANY($1)`). Custom plans cost a little planning and keep index use.
+        let options = PgConnectOptions::from_str(url)?.options([("plan_cache_mode", "force_custom_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .connect_with(options)
             .await?;
         Self::with_pool(pool).await
     }

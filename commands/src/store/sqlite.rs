@@ -80,10 +80,14 @@ impl BatchCommitter for SqliteCommitter {
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
         let result = commit_in_tx(&mut conn, requests).await;
         match result {
-            Ok(outcomes) => {
-                sqlx::query("COMMIT").execute(&mut *conn).await?;
-                Ok(outcomes)
-            }
+            Ok(outcomes) => match sqlx::query("COMMIT").execute(&mut *conn).await {
+                Ok(_) => Ok(outcomes),
+                Err(e) => {
+                    // Never leave the one writer connection inside a transaction.
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                    Err(e.into())
+                }
+            },
             Err(e) => {
                 let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
                 Err(e)
@@ -318,7 +322,7 @@ impl EventStore for SqliteEventStore {
     async fn save_checkpoint(&self, name: &str, position: u64) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO relay_checkpoints (name, position) VALUES ($1, $2) \
-             ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+             ON CONFLICT (name) DO UPDATE SET position = MAX(relay_checkpoints.position, excluded.position)",
         )
         .bind(name)
         .bind(position as i64)

@@ -325,7 +325,10 @@ impl Decider for AccountDecider {
                 let mut failures_today = account.failures_on(account.local_date(now));
                 // A freeze that has run out thaws when the next attempt arrives.
                 if account.frozen_until.is_some() && account.frozen_at(now).is_none() {
-                    events.push(AccountEvent::AccountUnfrozen { account_id: id, by: None });
+                    events.push(AccountEvent::AccountUnfrozen {
+                        account_id: id,
+                        by: None,
+                    });
                     failures_today = 0;
                 }
                 let failed = |reason| AccountEvent::LoginFailed {
@@ -527,7 +530,11 @@ mod tests {
     }
 
     /// Run commands in order, feeding each outcome back into the history.
-    fn replay(history: &mut Vec<AccountEvent>, ctx: &Ctx, c: AccountCommand) -> Result<Vec<AccountEvent>, AccountError> {
+    fn replay(
+        history: &mut Vec<AccountEvent>,
+        ctx: &Ctx,
+        c: AccountCommand,
+    ) -> Result<Vec<AccountEvent>, AccountError> {
         let out = AccountDecider::decide(&AccountDecider::fold(history.iter()), c, ctx)?;
         history.extend(out.clone());
         Ok(out)
@@ -593,7 +600,10 @@ mod tests {
         assert_eq!(
             next_day,
             vec![
-                AccountEvent::AccountUnfrozen { account_id: ID, by: None },
+                AccountEvent::AccountUnfrozen {
+                    account_id: ID,
+                    by: None
+                },
                 AccountEvent::LoginSucceeded {
                     account_id: ID,
                     session_id: Uuid::from_u128(9),
@@ -618,7 +628,10 @@ mod tests {
                 by: Some(Uuid::from_u128(77))
             }]
         );
-        assert_eq!(replay(&mut h, &admin, AccountCommand::Unfreeze), Err(AccountError::NotFrozen));
+        assert_eq!(
+            replay(&mut h, &admin, AccountCommand::Unfreeze),
+            Err(AccountError::NotFrozen)
+        );
         // Nine more failures the same day do not freeze again.
         for _ in 0..9 {
             let out = replay(&mut h, &morning, attempt(false)).unwrap();
@@ -676,7 +689,16 @@ mod tests {
         let a = AccountDecider::fold(h.iter()).account.unwrap();
         assert_eq!(
             a.password_history,
-            VecDeque::from(["$argon2id$h6", "$argon2id$h5", "$argon2id$h4", "$argon2id$h3", "$argon2id$h2"].map(String::from))
+            VecDeque::from(
+                [
+                    "$argon2id$h6",
+                    "$argon2id$h5",
+                    "$argon2id$h4",
+                    "$argon2id$h3",
+                    "$argon2id$h2"
+                ]
+                .map(String::from)
+            )
         );
         assert!(a.password_chosen_by_owner);
     }

@@ -87,16 +87,24 @@ impl Decider for LoginTicket {
     type Event = LoginTicketEvent;
     type Error = LoginTicketError;
 
-    fn decide(s: &LoginTicketState, c: LoginTicketCommand, ctx: &Ctx) -> Result<Vec<LoginTicketEvent>, LoginTicketError> {
+    fn decide(
+        s: &LoginTicketState,
+        c: LoginTicketCommand,
+        ctx: &Ctx,
+    ) -> Result<Vec<LoginTicketEvent>, LoginTicketError> {
         use LoginTicketState as S;
         match (s, c) {
-            (S::None, LoginTicketCommand::Issue { ticket_id, secret_sha256 }) => {
-                Ok(vec![LoginTicketEvent::LoginTicketIssued {
+            (
+                S::None,
+                LoginTicketCommand::Issue {
                     ticket_id,
                     secret_sha256,
-                    expires_at: ctx.now + Duration::seconds(TICKET_LIFETIME_SECONDS),
-                }])
-            }
+                },
+            ) => Ok(vec![LoginTicketEvent::LoginTicketIssued {
+                ticket_id,
+                secret_sha256,
+                expires_at: ctx.now + Duration::seconds(TICKET_LIFETIME_SECONDS),
+            }]),
             (_, LoginTicketCommand::Issue { .. }) => Err(LoginTicketError::AlreadyIssued),
             (S::None, _) => Err(LoginTicketError::NotFound),
             (S::Redeemed, _) => Err(LoginTicketError::AlreadyRedeemed),
@@ -123,17 +131,23 @@ impl Decider for LoginTicket {
 
     fn evolve(s: LoginTicketState, e: &LoginTicketEvent) -> LoginTicketState {
         match (s, e) {
-            (_, LoginTicketEvent::LoginTicketIssued { ticket_id, expires_at, .. }) => LoginTicketState::Issued {
+            (
+                _,
+                LoginTicketEvent::LoginTicketIssued {
+                    ticket_id, expires_at, ..
+                },
+            ) => LoginTicketState::Issued {
                 id: *ticket_id,
                 expires_at: *expires_at,
             },
-            (LoginTicketState::Issued { id, expires_at }, LoginTicketEvent::LoginTicketConfirmed { account_id, .. }) => {
-                LoginTicketState::Confirmed {
-                    id,
-                    expires_at,
-                    account_id: *account_id,
-                }
-            }
+            (
+                LoginTicketState::Issued { id, expires_at },
+                LoginTicketEvent::LoginTicketConfirmed { account_id, .. },
+            ) => LoginTicketState::Confirmed {
+                id,
+                expires_at,
+                account_id: *account_id,
+            },
             (_, LoginTicketEvent::LoginTicketRedeemed { .. }) => LoginTicketState::Redeemed,
             (other, _) => other,
         }
@@ -180,8 +194,12 @@ mod tests {
     #[test]
     fn a_ticket_is_confirmed_then_redeemed_once() {
         let ctx = Ctx::at(t0() + Duration::seconds(30));
-        given::<LoginTicket>(&[issued()]).when(confirm(), &ctx).then(&[confirmed()]);
-        given::<LoginTicket>(&[issued()]).when(redeem(), &ctx).then_error(LoginTicketError::NotConfirmed);
+        given::<LoginTicket>(&[issued()])
+            .when(confirm(), &ctx)
+            .then(&[confirmed()]);
+        given::<LoginTicket>(&[issued()])
+            .when(redeem(), &ctx)
+            .then_error(LoginTicketError::NotConfirmed);
         given::<LoginTicket>(&[issued(), confirmed()])
             .when(confirm(), &ctx)
             .then_error(LoginTicketError::AlreadyConfirmed);
@@ -200,7 +218,9 @@ mod tests {
     #[test]
     fn a_ticket_dies_after_two_minutes() {
         let late = Ctx::at(t0() + Duration::seconds(TICKET_LIFETIME_SECONDS));
-        given::<LoginTicket>(&[issued()]).when(confirm(), &late).then_error(LoginTicketError::Expired);
+        given::<LoginTicket>(&[issued()])
+            .when(confirm(), &late)
+            .then_error(LoginTicketError::Expired);
         given::<LoginTicket>(&[issued(), confirmed()])
             .when(redeem(), &late)
             .then_error(LoginTicketError::Expired);

@@ -39,7 +39,12 @@ pub enum PasswordResetEvent {
 crate::event_catalog!(
     PasswordResetEvent,
     "identity",
-    [ResetCodeIssued = 1, ResetCodeRejected = 1, ResetCodeKilled = 1, ResetCodeAccepted = 1]
+    [
+        ResetCodeIssued = 1,
+        ResetCodeRejected = 1,
+        ResetCodeKilled = 1,
+        ResetCodeAccepted = 1
+    ]
 );
 
 #[derive(Clone, Debug, PartialEq)]
@@ -88,7 +93,11 @@ impl Decider for PasswordReset {
     type Event = PasswordResetEvent;
     type Error = PasswordResetError;
 
-    fn decide(s: &PasswordResetState, c: PasswordResetCommand, ctx: &Ctx) -> Result<Vec<PasswordResetEvent>, PasswordResetError> {
+    fn decide(
+        s: &PasswordResetState,
+        c: PasswordResetCommand,
+        ctx: &Ctx,
+    ) -> Result<Vec<PasswordResetEvent>, PasswordResetError> {
         match (s, c) {
             (
                 PasswordResetState::None,
@@ -155,14 +164,20 @@ impl Decider for PasswordReset {
                 expires_at: *expires_at,
                 wrong_tries: 0,
             },
-            (PasswordResetState::Open { id, account_id, expires_at, .. }, PasswordResetEvent::ResetCodeRejected { wrong_tries, .. }) => {
+            (
                 PasswordResetState::Open {
                     id,
                     account_id,
                     expires_at,
-                    wrong_tries: *wrong_tries,
-                }
-            }
+                    ..
+                },
+                PasswordResetEvent::ResetCodeRejected { wrong_tries, .. },
+            ) => PasswordResetState::Open {
+                id,
+                account_id,
+                expires_at,
+                wrong_tries: *wrong_tries,
+            },
             (_, PasswordResetEvent::ResetCodeKilled { .. } | PasswordResetEvent::ResetCodeAccepted { .. }) => {
                 PasswordResetState::Closed
             }
@@ -227,7 +242,10 @@ mod tests {
                 &Ctx::at(t0() + Duration::minutes(CODE_LIFETIME_MINUTES)),
             )
             .then_error(PasswordResetError::Expired);
-        let accepted = PasswordResetEvent::ResetCodeAccepted { reset_id: R, account_id: A };
+        let accepted = PasswordResetEvent::ResetCodeAccepted {
+            reset_id: R,
+            account_id: A,
+        };
         given::<PasswordReset>(&[issued()])
             .when(PasswordResetCommand::Try { code_matches: true }, &Ctx::at(t0()))
             .then(std::slice::from_ref(&accepted));

@@ -242,8 +242,13 @@ mod tests {
     fn a_session_authenticates_until_it_expires_or_idles() {
         let state = Session::fold(&[started()]);
         assert!(state.active_at(t0()).is_some());
-        assert!(state.active_at(t0() + Duration::minutes(IDLE_MINUTES) - Duration::seconds(1)).is_some());
-        assert!(state.active_at(t0() + Duration::minutes(IDLE_MINUTES)).is_none(), "idle too long");
+        assert!(state
+            .active_at(t0() + Duration::minutes(IDLE_MINUTES) - Duration::seconds(1))
+            .is_some());
+        assert!(
+            state.active_at(t0() + Duration::minutes(IDLE_MINUTES)).is_none(),
+            "idle too long"
+        );
         // Activity keeps it alive, but never past the absolute lifetime.
         let mut history = vec![started()];
         for h in 1..12 {
@@ -253,7 +258,9 @@ mod tests {
             });
         }
         let busy = Session::fold(&history);
-        assert!(busy.active_at(t0() + Duration::hours(11) + Duration::minutes(59)).is_some());
+        assert!(busy
+            .active_at(t0() + Duration::hours(11) + Duration::minutes(59))
+            .is_some());
         assert!(busy.active_at(t0() + Duration::hours(12)).is_none());
     }
 
@@ -272,7 +279,9 @@ mod tests {
         given::<Session>(&[started(), ended.clone()])
             .when(end, &Ctx::at(t0()))
             .then_error(SessionError::AlreadyEnded);
-        given::<Session>(&[]).when(SessionCommand::Touch, &Ctx::at(t0())).then_error(SessionError::NotStarted);
+        given::<Session>(&[])
+            .when(SessionCommand::Touch, &Ctx::at(t0()))
+            .then_error(SessionError::NotStarted);
         assert!(Session::fold(&[started(), ended]).active_at(t0()).is_none());
     }
 }

@@ -177,11 +177,20 @@ mod password_tests {
     fn the_password_policy_is_enforced() {
         let login = LoginName::parse("dr.wang").unwrap();
         assert_eq!(Password::parse("Ab1!", &login), Err(PasswordPolicyError::TooShort));
-        assert_eq!(Password::parse("abcdefgh1", &login), Err(PasswordPolicyError::TooFewClasses));
-        assert_eq!(Password::parse("xDR.WANGx1", &login), Err(PasswordPolicyError::ContainsLogin));
+        assert_eq!(
+            Password::parse("abcdefgh1", &login),
+            Err(PasswordPolicyError::TooFewClasses)
+        );
+        assert_eq!(
+            Password::parse("xDR.WANGx1", &login),
+            Err(PasswordPolicyError::ContainsLogin)
+        );
         assert!(Password::parse("abcdefg1!", &login).is_ok());
         assert!(Password::parse("ABCDEFG1a", &login).is_ok());
         assert!(Password::parse("影像科Abc12", &login).is_ok());
-        assert_eq!(Password::parse(&"Aa1!".repeat(33), &login), Err(PasswordPolicyError::TooLong));
+        assert_eq!(
+            Password::parse(&"Aa1!".repeat(33), &login),
+            Err(PasswordPolicyError::TooLong)
+        );
     }
 }

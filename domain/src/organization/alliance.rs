@@ -84,7 +84,11 @@ mod tests {
             name: Name::parse("华东医联体").unwrap(),
             created_by: Some(Uuid::from_u128(9)),
         };
-        given::<Alliance>(&[]).when(create.clone(), &ctx).then(std::slice::from_ref(&created));
-        given::<Alliance>(&[created]).when(create, &ctx).then_error(AllianceError::AlreadyExists);
+        given::<Alliance>(&[])
+            .when(create.clone(), &ctx)
+            .then(std::slice::from_ref(&created));
+        given::<Alliance>(&[created])
+            .when(create, &ctx)
+            .then_error(AllianceError::AlreadyExists);
     }
 }

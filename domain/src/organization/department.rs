@@ -24,7 +24,11 @@ pub enum DepartmentEvent {
     },
 }
 
-crate::event_catalog!(DepartmentEvent, "organization", [DepartmentCreated = 1, DepartmentUpdated = 1]);
+crate::event_catalog!(
+    DepartmentEvent,
+    "organization",
+    [DepartmentCreated = 1, DepartmentUpdated = 1]
+);
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum DepartmentCommand {

@@ -42,7 +42,11 @@ pub enum HospitalEvent {
 crate::event_catalog!(
     HospitalEvent,
     "organization",
-    [HospitalRegistered = 1, HospitalProfileUpdated = 1, HospitalLogoChanged = 1]
+    [
+        HospitalRegistered = 1,
+        HospitalProfileUpdated = 1,
+        HospitalLogoChanged = 1
+    ]
 );
 
 #[derive(Clone, Debug, PartialEq)]
@@ -246,7 +250,9 @@ mod tests {
         given::<Hospital>(&[registered()])
             .when(update("javascript:alert(1)"), &ctx)
             .then_error(HospitalError::BadQrUrl);
-        given::<Hospital>(&[]).when(update("https://rj.example/"), &ctx).then_error(HospitalError::NotFound);
+        given::<Hospital>(&[])
+            .when(update("https://rj.example/"), &ctx)
+            .then_error(HospitalError::NotFound);
         assert!(given::<Hospital>(&[registered()])
             .when(update("https://rj.example/scan"), &ctx)
             .outcome()

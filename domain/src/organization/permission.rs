@@ -105,7 +105,14 @@ pub fn builtin_roles() -> Vec<(&'static str, Vec<Permission>)> {
     vec![
         (
             "doctor",
-            vec![StudyView, StudyShare, ReportEdit, ReportPreliminary, ReportPrint, ConsultationCreate],
+            vec![
+                StudyView,
+                StudyShare,
+                ReportEdit,
+                ReportPreliminary,
+                ReportPrint,
+                ConsultationCreate,
+            ],
         ),
         (
             "reviewer",

@@ -111,7 +111,10 @@ impl TimeZone {
     pub const DEFAULT: TimeZone = TimeZone(chrono_tz::Asia::Shanghai);
 
     pub fn parse(raw: &str) -> Result<Self, ValueError> {
-        raw.trim().parse::<chrono_tz::Tz>().map(TimeZone).map_err(|_| ValueError::TimeZone)
+        raw.trim()
+            .parse::<chrono_tz::Tz>()
+            .map(TimeZone)
+            .map_err(|_| ValueError::TimeZone)
     }
 }
 
@@ -145,7 +148,10 @@ mod tests {
         assert_eq!(HospitalCode::parse("sh-rj01").unwrap().as_str(), "SH-RJ01");
         assert!(HospitalCode::parse("a").is_err());
         assert!(HospitalCode::parse("no spaces").is_err());
-        assert_eq!(PhoneNumber::parse("+86 138-0013-8000").unwrap().as_str(), "+8613800138000");
+        assert_eq!(
+            PhoneNumber::parse("+86 138-0013-8000").unwrap().as_str(),
+            "+8613800138000"
+        );
         assert!(PhoneNumber::parse("12").is_err());
         assert!(PhoneNumber::parse("call me").is_err());
         assert_eq!(String::from(TimeZone::parse("Asia/Shanghai").unwrap()), "Asia/Shanghai");
