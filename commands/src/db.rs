@@ -236,27 +236,6 @@ fn pg_query<'q>(sql: &'q str, args: &'q [Arg]) -> PgQuery<'q> {
     bind_all!(sqlx::query(sql), args, |q: PgQuery<'q>, t: &DateTime<Utc>| q.bind(*t))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::anonymous_placeholders;
-
-    #[test]
-    fn sequential_placeholders_become_anonymous() {
-        assert_eq!(
-            anonymous_placeholders("SELECT a FROM t WHERE x = $1 AND y = $2"),
-            Some("SELECT a FROM t WHERE x = ? AND y = ?")
-        );
-        assert_eq!(
-            anonymous_placeholders("UPDATE t SET n = n + $2 WHERE id = $1"),
-            None,
-            "out of order stays named"
-        );
-        assert_eq!(anonymous_placeholders("SELECT $1, $1"), None, "reused stays named");
-        assert_eq!(anonymous_placeholders("SELECT 1"), None);
-        assert_eq!(anonymous_placeholders("SELECT '$1', $1"), Some("SELECT '$1', ?"));
-    }
-}
-
 impl Db {
     pub fn is_postgres(&self) -> bool {
         matches!(self, Db::Postgres(_))
@@ -356,5 +335,26 @@ impl DbTx {
             DbTx::Sqlite(t) => t.commit().await,
             DbTx::Postgres(t) => t.commit().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::anonymous_placeholders;
+
+    #[test]
+    fn sequential_placeholders_become_anonymous() {
+        assert_eq!(
+            anonymous_placeholders("SELECT a FROM t WHERE x = $1 AND y = $2"),
+            Some("SELECT a FROM t WHERE x = ? AND y = ?")
+        );
+        assert_eq!(
+            anonymous_placeholders("UPDATE t SET n = n + $2 WHERE id = $1"),
+            None,
+            "out of order stays named"
+        );
+        assert_eq!(anonymous_placeholders("SELECT $1, $1"), None, "reused stays named");
+        assert_eq!(anonymous_placeholders("SELECT 1"), None);
+        assert_eq!(anonymous_placeholders("SELECT '$1', $1"), Some("SELECT '$1', ?"));
     }
 }

@@ -369,3 +369,37 @@ impl FetchOne for Db {
             .unwrap()
     }
 }
+
+/// A disabled user's token stops working on a node that had it cached:
+/// the invalidation travels as an event over JetStream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn revocation_reaches_a_second_node_that_cached_the_session() {
+    medledger_tests::init_logs();
+    let Some(d) = Deployment::postgres_nats().await else { return };
+    let config = d.config();
+    let a = TestServer::start(&config, system_clock()).await;
+    let b = TestServer::start(&config, system_clock()).await;
+    let o = medledger_tests::org::Org::build(&a).await;
+    // B authenticates the user once and caches the session.
+    assert_eq!(b.get("/api/v1/me", Some(&o.u1_token)).await.status, 200);
+    assert_eq!(b.get("/api/v1/me", Some(&o.u1_token)).await.status, 200);
+    assert!(!b.app().auth.is_empty(), "B holds the session in its cache");
+    let disabled = a.post(&format!("/api/v1/users/{}/disable", o.u1), Some(&o.h1_admin), json!({})).await;
+    assert_eq!(disabled.status, 200, "{}", disabled.body);
+    let started = std::time::Instant::now();
+    let mut refused = None;
+    while started.elapsed() < Duration::from_secs(5) {
+        let r = b.get("/api/v1/me", Some(&o.u1_token)).await;
+        if r.status == 401 {
+            refused = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let after = refused.expect("node B refused the revoked session");
+    eprintln!("revocation reached node B after {after:?}");
+    assert!(after < Duration::from_secs(2), "took {after:?}");
+    a.stop().await;
+    b.stop().await;
+    d.cleanup().await;
+}
