@@ -7,12 +7,13 @@
 //! - [`http`]: routes (one group per file), problem+json errors, idempotency,
 //!   read-your-writes, metrics and the OpenAPI document;
 //! - [`server`]: starting and stopping it all;
-//! - [`bench`]: `medledger bench`.
+//! - [`bench`]: `medledger bench`; [`bench_logins`]: `medledger bench-logins`.
 //!
 //! Handlers never touch SQL directly for decisions: commands go to the
 //! application layer, queries to read models.
 
 pub mod bench;
+pub mod bench_logins;
 pub mod config;
 pub mod http;
 pub mod platform;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use medledger_api::config::{Config, ServeConfig};
 use medledger_api::platform::{open_store, Platform};
-use medledger_api::{bench, server, telemetry};
+use medledger_api::{bench, bench_logins, server, telemetry};
 use medledger_commands::clock::SystemClock;
 use medledger_commands::codec::Metadata;
 
@@ -47,6 +47,8 @@ enum Command {
     },
     /// Measure append, projection and replay throughput.
     Bench(bench::BenchArgs),
+    /// Measure other endpoints' latency while a burst of logins arrives.
+    BenchLogins(bench_logins::BenchLoginsArgs),
 }
 
 #[tokio::main]
@@ -146,6 +148,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(args) => {
             bench::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchLogins(args) => {
+            bench_logins::run(args).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -87,23 +87,42 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// argon2id, computed on the blocking pool so logins never stall the executor.
+/// argon2id work runs on the blocking pool, never on the async executor,
+/// and at most this many at once (all cores but one), so a burst of logins —
+/// or a password-guessing attack — queues behind itself instead of starving
+/// every other request of CPU.
+fn kdf_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1))
+    })
+}
+
+async fn kdf<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+    let _permit = kdf_permits()
+        .acquire()
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// argon2id with the OWASP parameters (see [`kdf`] for where it runs).
 pub async fn hash_password(password: String) -> Result<String, Error> {
-    tokio::task::spawn_blocking(move || {
+    kdf(move || {
         let salt = SaltString::generate(&mut OsRng);
         argon2()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
             .map_err(|e| Error::Internal(e.to_string()))
     })
-    .await
-    .map_err(|e| Error::Internal(e.to_string()))?
+    .await?
 }
 
 pub async fn verify_password(hash: String, password: String) -> bool {
-    tokio::task::spawn_blocking(move || verify_blocking(&hash, &password))
-        .await
-        .unwrap_or(false)
+    kdf(move || verify_blocking(&hash, &password)).await.unwrap_or(false)
 }
 
 fn verify_blocking(hash: &str, password: &str) -> bool {
@@ -114,7 +133,7 @@ fn verify_blocking(hash: &str, password: &str) -> bool {
 
 /// Does `password` equal any of these previous hashes?
 async fn reuses_history(history: Vec<String>, password: String) -> bool {
-    tokio::task::spawn_blocking(move || history.iter().any(|h| verify_blocking(h, &password)))
+    kdf(move || history.iter().any(|h| verify_blocking(h, &password)))
         .await
         .unwrap_or(true)
 }
