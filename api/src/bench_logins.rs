@@ -39,7 +39,10 @@ pub async fn run(args: BenchLoginsArgs) -> anyhow::Result<()> {
 
 async fn measure(args: &BenchLoginsArgs, dir: &std::path::Path) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    println!("medledger bench-logins — {cores} CPUs; embedded store; {} s per phase", args.seconds);
+    println!(
+        "medledger bench-logins — {cores} CPUs; embedded store; {} s per phase",
+        args.seconds
+    );
     let running = server::start(
         &Config::embedded(dir),
         HttpOptions {
@@ -60,12 +63,18 @@ async fn measure(args: &BenchLoginsArgs, dir: &std::path::Path) -> anyhow::Resul
         .await?
         .json()
         .await?;
-    let token = login["token"].as_str().ok_or_else(|| anyhow::anyhow!("login failed: {login}"))?.to_string();
+    let token = login["token"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("login failed: {login}"))?
+        .to_string();
 
     let quiet = probe(&http, &base, &token, args, None).await?;
     let loaded = probe(&http, &base, &token, args, Some(args.logins_per_second)).await?;
     println!();
-    println!("{:<34} {:>10} {:>10} {:>10} {:>8}", "GET /api/v1/me", "p50 ms", "p99 ms", "max ms", "n");
+    println!(
+        "{:<34} {:>10} {:>10} {:>10} {:>8}",
+        "GET /api/v1/me", "p50 ms", "p99 ms", "max ms", "n"
+    );
     for (name, (h, _)) in [("alone", &quiet), ("during login burst", &loaded)] {
         println!(
             "{:<34} {:>10.2} {:>10.2} {:>10.2} {:>8}",

@@ -48,6 +48,12 @@ pub trait Projection: Send + Sync + 'static {
     /// The tables it alone owns (cleared on rebuild).
     fn tables(&self) -> &'static [&'static str];
 
+    /// Does `apply` read payloads? If not, the runner skips decrypting and
+    /// upcasting them (the audit log indexes envelopes only).
+    fn needs_payload(&self) -> bool {
+        true
+    }
+
     /// Apply one (opened: decrypted, upcast) event.
     async fn apply(&self, tx: &mut DbTx, event: &RecordedEvent) -> Result<(), ProjectionError>;
 
@@ -144,7 +150,7 @@ pub struct Runner {
     status: Status,
 }
 
-const CATCH_UP_BATCH: u32 = 5000;
+const CATCH_UP_BATCH: u32 = 10_000;
 const MAX_GAP: u64 = 20_000;
 
 impl Runner {
@@ -235,18 +241,22 @@ impl Runner {
         self.catch_up(p.as_ref()).await
     }
 
-    /// Apply everything after the checkpoint, in batches. Returns events read.
+    /// Apply everything after the checkpoint, in batches, reading the next
+    /// batch while the current one is applied. Returns events read.
     pub async fn catch_up(&self, p: &dyn Projection) -> Result<u64, ProjectionError> {
         let mut read = 0;
-        loop {
-            let from = self.checkpoint(p.name()).await?;
-            let batch = self.store.read_all(from, CATCH_UP_BATCH).await?;
-            if batch.is_empty() {
-                return Ok(read);
-            }
+        let from = self.checkpoint(p.name()).await?;
+        let mut batch = self.store.read_all(from, CATCH_UP_BATCH).await?;
+        while let Some(last) = batch.last().map(|e| e.global_position) {
             read += batch.len() as u64;
-            self.apply_events(p, batch).await?;
+            let (applied, next) = tokio::join!(
+                self.apply_events(p, std::mem::take(&mut batch)),
+                self.store.read_all(last, CATCH_UP_BATCH)
+            );
+            applied?;
+            batch = next?;
         }
+        Ok(read)
     }
 
     /// Catch every projection up (used at start and by `replay`).
@@ -305,8 +315,12 @@ impl Runner {
             .filter(|e| wanted.is_empty() || wanted.contains(&e.event_type.as_str()))
             .collect();
         if !selected.is_empty() {
-            let opened = self.codec.open(selected).await?;
-            p.apply_batch(&mut tx, &opened).await?;
+            let ready = if p.needs_payload() {
+                self.codec.open(selected).await?
+            } else {
+                selected
+            };
+            p.apply_batch(&mut tx, &ready).await?;
         }
         tx.execute(
             "UPDATE projection_checkpoints SET position = $2 WHERE name = $1",
@@ -364,9 +378,9 @@ impl Runner {
                 };
                 tokio::select! {
                     delivery = next => match delivery {
-                        Some(d) => {
+                        Some(mut d) => {
                             let gap = d.gap;
-                            let events = d.events.clone();
+                            let events = std::mem::take(&mut d.events);
                             let outcome = if gap {
                                 self.catch_up(p.as_ref()).await.map(|_| ())
                             } else {

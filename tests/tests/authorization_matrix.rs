@@ -55,9 +55,24 @@ async fn every_endpoint_refuses_the_wrong_callers_and_writes_nothing(d: &Deploym
     let lower = ("u1", 403, "forbidden");
     let alliance_admin_below = ("a1", 403, "forbidden");
     let operator_below = ("operator", 403, "forbidden");
-    let hospital_manage = vec![anon, other_alliance, other_alliance_admin, other_hospital, lower, alliance_admin_below, operator_below];
+    let hospital_manage = vec![
+        anon,
+        other_alliance,
+        other_alliance_admin,
+        other_hospital,
+        lower,
+        alliance_admin_below,
+        operator_below,
+    ];
     let hospital_read = vec![anon, other_alliance, other_alliance_admin, other_hospital];
-    let user_manage = vec![anon, other_alliance, other_hospital, lower, alliance_admin_below, operator_below];
+    let user_manage = vec![
+        anon,
+        other_alliance,
+        other_hospital,
+        lower,
+        alliance_admin_below,
+        operator_below,
+    ];
 
     let calls = vec![
         Call {
@@ -66,37 +81,79 @@ async fn every_endpoint_refuses_the_wrong_callers_and_writes_nothing(d: &Deploym
             body: json!({"name": "新医联体", "admin": person}),
             refusals: vec![anon, ("a1", 403, "forbidden"), ("h1", 403, "forbidden"), lower],
         },
-        Call { method: "GET", path: "/api/v1/alliances".into(), body: json!({}), refusals: vec![anon] },
+        Call {
+            method: "GET",
+            path: "/api/v1/alliances".into(),
+            body: json!({}),
+            refusals: vec![anon],
+        },
         Call {
             method: "POST",
             path: format!("/api/v1/alliances/{a1}/hospitals"),
             body: json!({"name": "新医院", "code": format!("NEW{}", o.suffix), "admin": person}),
-            refusals: vec![anon, other_alliance_admin, other_alliance, ("h1", 403, "forbidden"), lower, operator_below],
+            refusals: vec![
+                anon,
+                other_alliance_admin,
+                other_alliance,
+                ("h1", 403, "forbidden"),
+                lower,
+                operator_below,
+            ],
         },
-        Call { method: "GET", path: "/api/v1/hospitals".into(), body: json!({}), refusals: vec![anon] },
-        Call { method: "GET", path: format!("/api/v1/hospitals/{h1}"), body: json!({}), refusals: hospital_read.clone() },
+        Call {
+            method: "GET",
+            path: "/api/v1/hospitals".into(),
+            body: json!({}),
+            refusals: vec![anon],
+        },
+        Call {
+            method: "GET",
+            path: format!("/api/v1/hospitals/{h1}"),
+            body: json!({}),
+            refusals: hospital_read.clone(),
+        },
         Call {
             method: "POST",
             path: format!("/api/v1/hospitals/{h1}/profile"),
             body: json!({"name": "改名", "address": "x"}),
             refusals: hospital_manage.clone(),
         },
-        Call { method: "GET", path: format!("/api/v1/hospitals/{h1}/qr.png"), body: json!({}), refusals: hospital_read.clone() },
-        Call { method: "GET", path: format!("/api/v1/hospitals/{h1}/qr.svg"), body: json!({}), refusals: hospital_read.clone() },
+        Call {
+            method: "GET",
+            path: format!("/api/v1/hospitals/{h1}/qr.png"),
+            body: json!({}),
+            refusals: hospital_read.clone(),
+        },
+        Call {
+            method: "GET",
+            path: format!("/api/v1/hospitals/{h1}/qr.svg"),
+            body: json!({}),
+            refusals: hospital_read.clone(),
+        },
         Call {
             method: "POST",
             path: format!("/api/v1/hospitals/{h1}/departments"),
             body: json!({"name": "新科室"}),
             refusals: hospital_manage.clone(),
         },
-        Call { method: "GET", path: format!("/api/v1/hospitals/{h1}/departments"), body: json!({}), refusals: hospital_read.clone() },
+        Call {
+            method: "GET",
+            path: format!("/api/v1/hospitals/{h1}/departments"),
+            body: json!({}),
+            refusals: hospital_read.clone(),
+        },
         Call {
             method: "POST",
             path: format!("/api/v1/hospitals/{h1}/roles"),
             body: json!({"name": "新角色", "permissions": ["stats.view"]}),
             refusals: hospital_manage.clone(),
         },
-        Call { method: "GET", path: format!("/api/v1/hospitals/{h1}/roles"), body: json!({}), refusals: hospital_read.clone() },
+        Call {
+            method: "GET",
+            path: format!("/api/v1/hospitals/{h1}/roles"),
+            body: json!({}),
+            refusals: hospital_read.clone(),
+        },
         Call {
             method: "POST",
             path: format!("/api/v1/roles/{doctor_role}/permissions"),
@@ -109,39 +166,84 @@ async fn every_endpoint_refuses_the_wrong_callers_and_writes_nothing(d: &Deploym
             body: person.clone(),
             refusals: hospital_manage.clone(),
         },
-        Call { method: "GET", path: format!("/api/v1/users/{u1}"), body: json!({}), refusals: hospital_read.clone() },
+        Call {
+            method: "GET",
+            path: format!("/api/v1/users/{u1}"),
+            body: json!({}),
+            refusals: hospital_read.clone(),
+        },
         Call {
             method: "GET",
             path: format!("/api/v1/users?hospital={h1}"),
             body: json!({}),
             refusals: vec![anon, other_hospital, other_alliance],
         },
-        Call { method: "POST", path: format!("/api/v1/users/{u1}/disable"), body: json!({}), refusals: user_manage.clone() },
-        Call { method: "POST", path: format!("/api/v1/users/{u1}/enable"), body: json!({}), refusals: user_manage.clone() },
-        Call { method: "POST", path: format!("/api/v1/users/{u1}/unfreeze"), body: json!({}), refusals: user_manage.clone() },
+        Call {
+            method: "POST",
+            path: format!("/api/v1/users/{u1}/disable"),
+            body: json!({}),
+            refusals: user_manage.clone(),
+        },
+        Call {
+            method: "POST",
+            path: format!("/api/v1/users/{u1}/enable"),
+            body: json!({}),
+            refusals: user_manage.clone(),
+        },
+        Call {
+            method: "POST",
+            path: format!("/api/v1/users/{u1}/unfreeze"),
+            body: json!({}),
+            refusals: user_manage.clone(),
+        },
         Call {
             method: "POST",
             path: format!("/api/v1/users/{u1}/roles"),
             body: json!({"roles": []}),
             refusals: user_manage.clone(),
         },
-        Call { method: "GET", path: "/api/v1/operation-log".into(), body: json!({}), refusals: vec![anon, lower] },
+        Call {
+            method: "GET",
+            path: "/api/v1/operation-log".into(),
+            body: json!({}),
+            refusals: vec![anon, lower],
+        },
         Call {
             method: "GET",
             path: "/api/v1/audit/events".into(),
             body: json!({}),
             refusals: vec![anon, ("a1", 403, "forbidden"), ("h1", 403, "forbidden"), lower],
         },
-        Call { method: "GET", path: "/api/v1/permissions".into(), body: json!({}), refusals: vec![anon] },
-        Call { method: "GET", path: "/api/v1/me".into(), body: json!({}), refusals: vec![anon] },
-        Call { method: "GET", path: "/api/v1/me/sessions".into(), body: json!({}), refusals: vec![anon] },
+        Call {
+            method: "GET",
+            path: "/api/v1/permissions".into(),
+            body: json!({}),
+            refusals: vec![anon],
+        },
+        Call {
+            method: "GET",
+            path: "/api/v1/me".into(),
+            body: json!({}),
+            refusals: vec![anon],
+        },
+        Call {
+            method: "GET",
+            path: "/api/v1/me/sessions".into(),
+            body: json!({}),
+            refusals: vec![anon],
+        },
         Call {
             method: "POST",
             path: "/api/v1/me/password".into(),
             body: json!({"current_password": PASSWORD, "new_password": "Another-Pass-9"}),
             refusals: vec![anon],
         },
-        Call { method: "POST", path: "/api/v1/me/phone".into(), body: json!({"phone": "13800000000"}), refusals: vec![anon] },
+        Call {
+            method: "POST",
+            path: "/api/v1/me/phone".into(),
+            body: json!({"phone": "13800000000"}),
+            refusals: vec![anon],
+        },
         Call {
             method: "POST",
             path: format!("/api/v1/me/sessions/{}/revoke", uuid::Uuid::now_v7()),
@@ -154,7 +256,12 @@ async fn every_endpoint_refuses_the_wrong_callers_and_writes_nothing(d: &Deploym
             body: json!({"secret": "x"}),
             refusals: vec![anon],
         },
-        Call { method: "POST", path: "/api/v1/auth/logout".into(), body: json!({}), refusals: vec![anon] },
+        Call {
+            method: "POST",
+            path: "/api/v1/auth/logout".into(),
+            body: json!({}),
+            refusals: vec![anon],
+        },
     ];
 
     let head = s.head().await;
@@ -208,6 +315,10 @@ async fn every_endpoint_refuses_the_wrong_callers_and_writes_nothing(d: &Deploym
             json!({"login": format!("plain.{}", o.suffix), "name": "普通", "password": PASSWORD}),
         )
         .await;
-    assert_eq!(plain.status, 201, "a delegated user manager may add plain users: {}", plain.body);
+    assert_eq!(
+        plain.status, 201,
+        "a delegated user manager may add plain users: {}",
+        plain.body
+    );
     s.stop().await;
 }

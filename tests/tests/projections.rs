@@ -375,7 +375,9 @@ impl FetchOne for Db {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn revocation_reaches_a_second_node_that_cached_the_session() {
     medledger_tests::init_logs();
-    let Some(d) = Deployment::postgres_nats().await else { return };
+    let Some(d) = Deployment::postgres_nats().await else {
+        return;
+    };
     let config = d.config();
     let a = TestServer::start(&config, system_clock()).await;
     let b = TestServer::start(&config, system_clock()).await;
@@ -384,7 +386,9 @@ async fn revocation_reaches_a_second_node_that_cached_the_session() {
     assert_eq!(b.get("/api/v1/me", Some(&o.u1_token)).await.status, 200);
     assert_eq!(b.get("/api/v1/me", Some(&o.u1_token)).await.status, 200);
     assert!(!b.app().auth.is_empty(), "B holds the session in its cache");
-    let disabled = a.post(&format!("/api/v1/users/{}/disable", o.u1), Some(&o.h1_admin), json!({})).await;
+    let disabled = a
+        .post(&format!("/api/v1/users/{}/disable", o.u1), Some(&o.h1_admin), json!({}))
+        .await;
     assert_eq!(disabled.status, 200, "{}", disabled.body);
     let started = std::time::Instant::now();
     let mut refused = None;

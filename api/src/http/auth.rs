@@ -47,6 +47,15 @@ pub struct PositionResponse {
     pub position: u64,
 }
 
+/// The answer of a command whose only news is where its events landed.
+pub fn done(position: u64) -> CommandResponse<PositionResponse> {
+    CommandResponse {
+        status: StatusCode::OK,
+        position,
+        body: PositionResponse { position },
+    }
+}
+
 /// Log in with login name and password. Every attempt is recorded.
 #[utoipa::path(post, path = "/api/v1/auth/login", request_body = LoginRequest,
     responses(
@@ -98,11 +107,7 @@ pub async fn logout(
         &meta.metadata(Some(&principal), principal.client),
     )
     .await?;
-    Ok(CommandResponse {
-        status: StatusCode::OK,
-        position,
-        body: PositionResponse { position },
-    })
+    Ok(done(position))
 }
 
 // ---------------------------------------------------------------- QR-scan login
@@ -171,11 +176,7 @@ pub async fn confirm_ticket(
 ) -> Result<CommandResponse<PositionResponse>, ApiError> {
     let position =
         identity::confirm_login_ticket(&state.app, &p, id, &body.secret, &meta.metadata(Some(&p), p.client)).await?;
-    Ok(CommandResponse {
-        status: StatusCode::OK,
-        position,
-        body: PositionResponse { position },
-    })
+    Ok(done(position))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -319,9 +320,5 @@ pub async fn confirm_reset(
         &meta.metadata(None, ClientKind::Api),
     )
     .await?;
-    Ok(CommandResponse {
-        status: StatusCode::OK,
-        position,
-        body: PositionResponse { position },
-    })
+    Ok(done(position))
 }

@@ -1,7 +1,6 @@
 //! The caller's own account: who am I, password, phone, sessions.
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use medledger_commands::identity;
@@ -11,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::PositionResponse;
+use super::auth::{done, PositionResponse};
 use super::extract::{ApiJson, ApiPath, Authenticated, CommandResponse, MinPosition, RequestMeta};
 use super::problem::{ApiError, Problem};
 use super::AppState;
@@ -92,11 +91,7 @@ pub async fn change_password(
         &meta.metadata(Some(&p), p.client),
     )
     .await?;
-    Ok(CommandResponse {
-        status: StatusCode::OK,
-        position,
-        body: PositionResponse { position },
-    })
+    Ok(done(position))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -116,11 +111,7 @@ pub async fn bind_phone(
 ) -> Result<CommandResponse<PositionResponse>, ApiError> {
     let phone = PhoneNumber::parse(&body.phone).map_err(medledger_commands::Error::from)?;
     let position = identity::bind_phone(&state.app, &p, phone, &meta.metadata(Some(&p), p.client)).await?;
-    Ok(CommandResponse {
-        status: StatusCode::OK,
-        position,
-        body: PositionResponse { position },
-    })
+    Ok(done(position))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -164,9 +155,5 @@ pub async fn revoke_session(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<CommandResponse<PositionResponse>, ApiError> {
     let position = identity::end_session(&state.app, &p, id, "revoked", &meta.metadata(Some(&p), p.client)).await?;
-    Ok(CommandResponse {
-        status: StatusCode::OK,
-        position,
-        body: PositionResponse { position },
-    })
+    Ok(done(position))
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::PositionResponse;
+use super::auth::{done, PositionResponse};
 use super::extract::{ApiJson, ApiPath, Authenticated, CommandResponse, MinPosition, RequestMeta};
 use super::problem::{ApiError, Problem};
 use super::AppState;
@@ -68,14 +68,6 @@ fn created(id: Uuid, position: u64) -> CommandResponse<Created> {
             roles: None,
             position,
         },
-    }
-}
-
-fn done(position: u64) -> CommandResponse<PositionResponse> {
-    CommandResponse {
-        status: StatusCode::OK,
-        position,
-        body: PositionResponse { position },
     }
 }
 

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::auth::PositionResponse;
+use super::auth::{done, PositionResponse};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Authenticated, CommandResponse, MinPosition, RequestMeta};
 use super::organization::Created;
 use super::problem::{ApiError, Problem};
@@ -167,11 +167,7 @@ async fn manage(
     command: AccountCommand,
 ) -> Result<CommandResponse<PositionResponse>, ApiError> {
     let position = org::manage_user(&state.app, p, id, command, &meta.metadata(Some(p), p.client)).await?;
-    Ok(CommandResponse {
-        status: StatusCode::OK,
-        position,
-        body: PositionResponse { position },
-    })
+    Ok(done(position))
 }
 
 /// Disable a user: their sessions end at once and they cannot log in.

@@ -71,147 +71,168 @@ struct PgCommitter {
     pool: PgPool,
 }
 
+/// Everything the plan needs, read in one statement (after the lock, so with
+/// a snapshot no other appender can have changed).
+const READ_SNAPSHOT: &str = "SELECT \
+    (SELECT COALESCE(json_agg(json_build_array(stream_id, version, last_hash)), '[]') \
+       FROM streams WHERE stream_id = ANY($1))::text, \
+    (SELECT COALESCE(json_agg(json_build_array(event_id, stream_id, stream_version, global_position)), '[]') \
+       FROM events WHERE event_id = ANY($2))::text, \
+    (SELECT COALESCE(json_agg(json_build_array(g.scope, g.key, g.owner)), '[]') \
+       FROM guards g JOIN UNNEST($3::text[], $4::text[]) AS k(scope, key) ON g.scope = k.scope AND g.key = k.key)::text";
+
+/// Every write of a batch in one statement: events, stream heads, guards,
+/// the counter, and the notification other nodes' relays wait for.
+const WRITE_BATCH: &str = "WITH \
+    new_events AS (INSERT INTO events (global_position, event_id, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, hash) \
+        SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::int[], $7::text[], $8::text[], $9::timestamptz[], $10::text[])), \
+    heads AS (INSERT INTO streams (stream_id, version, last_hash) SELECT * FROM UNNEST($11::text[], $12::bigint[], $13::text[]) \
+        ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, last_hash = excluded.last_hash), \
+    claimed AS (INSERT INTO guards (scope, key, owner) SELECT * FROM UNNEST($14::text[], $15::text[], $16::text[]) \
+        ON CONFLICT (scope, key) DO UPDATE SET owner = excluded.owner), \
+    released AS (DELETE FROM guards g USING UNNEST($17::text[], $18::text[]) AS r(scope, key) \
+        WHERE g.scope = r.scope AND g.key = r.key), \
+    counter AS (UPDATE position_counter SET last_position = $19 WHERE id = 1 RETURNING last_position) \
+    SELECT pg_notify($20, last_position::text) FROM counter";
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("snapshot read: {e}"))
+}
+
 #[async_trait]
 impl BatchCommitter for PgCommitter {
+    /// Five round trips per batch: `BEGIN`, the counter lock, one read, one
+    /// write, `COMMIT`.
     async fn commit(&self, requests: &[AppendRequest]) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // The lock comes first, alone: the next statement's snapshot then
+        // already contains every earlier appender's commit.
         let head: i64 = sqlx::query_scalar("SELECT last_position FROM position_counter WHERE id = 1 FOR UPDATE")
             .fetch_one(&mut *tx)
             .await?;
-        let (streams, ids, guards) = Snapshot::keys(requests);
-        let mut snap = Snapshot {
-            head_position: head as u64,
-            ..Default::default()
-        };
-        for row in sqlx::query("SELECT stream_id, version, last_hash FROM streams WHERE stream_id = ANY($1)")
-            .bind(&streams)
-            .fetch_all(&mut *tx)
-            .await?
-        {
-            snap.streams.insert(
-                row.get(0),
-                StreamHead {
-                    version: row.get::<i64, _>(1) as u64,
-                    last_hash: row.get(2),
-                },
-            );
-        }
-        for row in sqlx::query(
-            "SELECT event_id, stream_id, stream_version, global_position FROM events WHERE event_id = ANY($1)",
-        )
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?
-        {
-            snap.existing.insert(
-                row.get::<Uuid, _>(0),
-                StoredEventRef {
-                    stream_id: row.get(1),
-                    stream_version: row.get::<i64, _>(2) as u64,
-                    global_position: row.get::<i64, _>(3) as u64,
-                },
-            );
-        }
-        if !guards.is_empty() {
-            let (scopes, keys): (Vec<String>, Vec<String>) = guards.into_iter().unzip();
-            for row in sqlx::query(
-                "SELECT g.scope, g.key, g.owner FROM guards g \
-                 JOIN UNNEST($1::text[], $2::text[]) AS k(scope, key) ON g.scope = k.scope AND g.key = k.key",
-            )
-            .bind(&scopes)
-            .bind(&keys)
-            .fetch_all(&mut *tx)
-            .await?
-            {
-                snap.guards.insert((row.get(0), row.get(1)), row.get(2));
-            }
-        }
-
-        let plan = plan(snap, requests);
-
-        if !plan.rows.is_empty() {
-            let mut positions = Vec::with_capacity(plan.rows.len());
-            let mut event_ids = Vec::with_capacity(plan.rows.len());
-            let mut stream_ids = Vec::with_capacity(plan.rows.len());
-            let mut versions = Vec::with_capacity(plan.rows.len());
-            let mut types = Vec::with_capacity(plan.rows.len());
-            let mut schemas = Vec::with_capacity(plan.rows.len());
-            let mut payloads = Vec::with_capacity(plan.rows.len());
-            let mut metadatas = Vec::with_capacity(plan.rows.len());
-            let mut times = Vec::with_capacity(plan.rows.len());
-            let mut hashes = Vec::with_capacity(plan.rows.len());
-            for (e, payload, metadata) in &plan.rows {
-                positions.push(e.global_position as i64);
-                event_ids.push(e.event_id);
-                stream_ids.push(e.stream_id.as_str());
-                versions.push(e.stream_version as i64);
-                types.push(e.event_type.as_str());
-                schemas.push(e.schema_version as i32);
-                payloads.push(payload.as_str());
-                metadatas.push(metadata.as_str());
-                times.push(e.recorded_at);
-                hashes.push(e.hash.as_str());
-            }
-            sqlx::query(
-                "INSERT INTO events (global_position, event_id, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, hash) \
-                 SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::int[], $7::text[], $8::text[], $9::timestamptz[], $10::text[])",
-            )
-            .bind(&positions)
-            .bind(&event_ids)
-            .bind(&stream_ids)
-            .bind(&versions)
-            .bind(&types)
-            .bind(&schemas)
-            .bind(&payloads)
-            .bind(&metadatas)
-            .bind(&times)
-            .bind(&hashes)
-            .execute(&mut *tx)
-            .await?;
-
-            let (ids, heads): (Vec<&String>, Vec<&StreamHead>) = plan.heads.iter().unzip();
-            let versions: Vec<i64> = heads.iter().map(|h| h.version as i64).collect();
-            let last_hashes: Vec<&str> = heads.iter().map(|h| h.last_hash.as_str()).collect();
-            sqlx::query(
-                "INSERT INTO streams (stream_id, version, last_hash) \
-                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[]) \
-                 ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, last_hash = excluded.last_hash",
-            )
-            .bind(&ids)
-            .bind(&versions)
-            .bind(&last_hashes)
-            .execute(&mut *tx)
-            .await?;
-
-            for ((scope, key), owner) in &plan.guards {
-                match owner {
-                    Some(o) => sqlx::query(
-                        "INSERT INTO guards (scope, key, owner) VALUES ($1, $2, $3) \
-                         ON CONFLICT (scope, key) DO UPDATE SET owner = excluded.owner",
-                    )
-                    .bind(scope)
-                    .bind(key)
-                    .bind(o),
-                    None => sqlx::query("DELETE FROM guards WHERE scope = $1 AND key = $2")
-                        .bind(scope)
-                        .bind(key),
-                }
-                .execute(&mut *tx)
-                .await?;
-            }
-            sqlx::query("UPDATE position_counter SET last_position = $1 WHERE id = 1")
-                .bind(plan.head_position as i64)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(NOTIFY_CHANNEL)
-                .bind(plan.head_position.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
+        let outcomes = write_batch(&mut tx, requests, head as u64).await?;
         tx.commit().await?;
-        Ok(plan.outcomes)
+        Ok(outcomes)
     }
+}
+
+async fn write_batch(
+    conn: &mut sqlx::PgConnection,
+    requests: &[AppendRequest],
+    head: u64,
+) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+    let (streams, ids, guards) = Snapshot::keys(requests);
+    let (scopes, keys): (Vec<String>, Vec<String>) = guards.into_iter().unzip();
+    let row = sqlx::query(READ_SNAPSHOT)
+        .bind(&streams)
+        .bind(&ids)
+        .bind(&scopes)
+        .bind(&keys)
+        .fetch_one(&mut *conn)
+        .await?;
+    let mut snap = Snapshot {
+        head_position: head,
+        ..Default::default()
+    };
+    let heads: Vec<(String, i64, String)> = serde_json::from_str(&row.get::<String, _>(0)).map_err(corrupt)?;
+    for (stream_id, version, last_hash) in heads {
+        snap.streams.insert(
+            stream_id,
+            StreamHead {
+                version: version as u64,
+                last_hash,
+            },
+        );
+    }
+    let existing: Vec<(Uuid, String, i64, i64)> = serde_json::from_str(&row.get::<String, _>(1)).map_err(corrupt)?;
+    for (event_id, stream_id, version, position) in existing {
+        snap.existing.insert(
+            event_id,
+            StoredEventRef {
+                stream_id,
+                stream_version: version as u64,
+                global_position: position as u64,
+            },
+        );
+    }
+    let owners: Vec<(String, String, String)> = serde_json::from_str(&row.get::<String, _>(2)).map_err(corrupt)?;
+    for (scope, key, owner) in owners {
+        snap.guards.insert((scope, key), owner);
+    }
+
+    let plan = plan(snap, requests);
+    if plan.rows.is_empty() {
+        return Ok(plan.outcomes);
+    }
+    let n = plan.rows.len();
+    let (mut positions, mut event_ids, mut stream_ids, mut versions, mut types) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut schemas, mut payloads, mut metadatas, mut times, mut hashes) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (e, payload, metadata) in &plan.rows {
+        positions.push(e.global_position as i64);
+        event_ids.push(e.event_id);
+        stream_ids.push(e.stream_id.as_str());
+        versions.push(e.stream_version as i64);
+        types.push(e.event_type.as_str());
+        schemas.push(e.schema_version as i32);
+        payloads.push(payload.as_str());
+        metadatas.push(metadata.as_str());
+        times.push(e.recorded_at);
+        hashes.push(e.hash.as_str());
+    }
+    let (head_ids, heads): (Vec<&String>, Vec<&StreamHead>) = plan.heads.iter().unzip();
+    let head_versions: Vec<i64> = heads.iter().map(|h| h.version as i64).collect();
+    let head_hashes: Vec<&str> = heads.iter().map(|h| h.last_hash.as_str()).collect();
+    let (mut claim_scopes, mut claim_keys, mut claim_owners) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut release_scopes, mut release_keys) = (Vec::new(), Vec::new());
+    for ((scope, key), owner) in &plan.guards {
+        match owner {
+            Some(o) => {
+                claim_scopes.push(scope.as_str());
+                claim_keys.push(key.as_str());
+                claim_owners.push(o.as_str());
+            }
+            None => {
+                release_scopes.push(scope.as_str());
+                release_keys.push(key.as_str());
+            }
+        }
+    }
+    sqlx::query(WRITE_BATCH)
+        .bind(&positions)
+        .bind(&event_ids)
+        .bind(&stream_ids)
+        .bind(&versions)
+        .bind(&types)
+        .bind(&schemas)
+        .bind(&payloads)
+        .bind(&metadatas)
+        .bind(&times)
+        .bind(&hashes)
+        .bind(&head_ids)
+        .bind(&head_versions)
+        .bind(&head_hashes)
+        .bind(&claim_scopes)
+        .bind(&claim_keys)
+        .bind(&claim_owners)
+        .bind(&release_scopes)
+        .bind(&release_keys)
+        .bind(plan.head_position as i64)
+        .bind(NOTIFY_CHANNEL)
+        .execute(&mut *conn)
+        .await?;
+    Ok(plan.outcomes)
 }
 
 const EVENT_COLUMNS: &str = "global_position, event_id, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, hash";

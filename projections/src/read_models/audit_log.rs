@@ -32,6 +32,10 @@ impl Projection for AuditLog {
         &["rm_audit_log"]
     }
 
+    fn needs_payload(&self) -> bool {
+        false
+    }
+
     async fn apply(&self, tx: &mut DbTx, event: &RecordedEvent) -> Result<(), ProjectionError> {
         self.apply_batch(tx, std::slice::from_ref(event)).await
     }
