@@ -221,5 +221,5 @@ pub fn decode<E: DomainEvent>(e: &RecordedEvent) -> Result<E, CodecError> {
 
 /// Typed metadata of a stored event (lenient: unknown shapes give `None`).
 pub fn metadata_of(e: &RecordedEvent) -> Option<Metadata> {
-    serde_json::from_value(e.metadata.clone()).ok()
+    Metadata::deserialize(&e.metadata).ok()
 }

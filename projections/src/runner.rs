@@ -246,17 +246,32 @@ impl Runner {
     pub async fn catch_up(&self, p: &dyn Projection) -> Result<u64, ProjectionError> {
         let mut read = 0;
         let from = self.checkpoint(p.name()).await?;
-        let mut batch = self.store.read_all(from, CATCH_UP_BATCH).await?;
+        let mut batch = self.read_for(p, from).await?;
         while let Some(last) = batch.last().map(|e| e.global_position) {
             read += batch.len() as u64;
-            let (applied, next) = tokio::join!(
-                self.apply_events(p, std::mem::take(&mut batch)),
-                self.store.read_all(last, CATCH_UP_BATCH)
-            );
+            let (applied, next) =
+                tokio::join!(self.apply_events(p, std::mem::take(&mut batch)), self.read_for(p, last));
             applied?;
             batch = next?;
         }
         Ok(read)
+    }
+
+    /// The next catch-up batch; payloads are left unparsed (null) for
+    /// projections that only read envelopes.
+    async fn read_for(&self, p: &dyn Projection, after: u64) -> Result<Vec<RecordedEvent>, ProjectionError> {
+        if p.needs_payload() {
+            return Ok(self.store.read_all(after, CATCH_UP_BATCH).await?);
+        }
+        self.store
+            .read_all_raw(after, CATCH_UP_BATCH)
+            .await?
+            .into_iter()
+            .map(|mut raw| {
+                raw.payload = "null".into();
+                raw.parse().map_err(ProjectionError::from)
+            })
+            .collect()
     }
 
     /// Catch every projection up (used at start and by `replay`).
