@@ -5,5 +5,21 @@
 //! rendering, the C-STORE SCP, STOW-RS body parsing and folder import.
 //!
 //! It turns received instances into commands for the `imaging` context and
-//! never writes read models itself. Nothing is built here yet: this crate
-//! holds the place the workspace layout gives it.
+//! never writes read models itself.
+//!
+//! Built so far, the parsing and validation foundation:
+//! - [`parse`]: [`inspect`] checks a received Part-10 file as sent (never
+//!   re-encoded) and either extracts its [`InstanceMetadata`] once, reading
+//!   only up to Pixel Data, or refuses it with a [`Rejection`] carrying a
+//!   stable code. Hostile files (huge lengths, deep nesting, bogus VRs) are
+//!   refused before any allocation they ask for.
+//! - [`generate`]: [`synthetic_ct`] builds deterministic CT-like instances
+//!   (512×512, 16-bit, ≈525 KB) for tests and load runs.
+//!
+//! Storage, the C-STORE SCP, STOW-RS and folder import are not built yet.
+
+pub mod generate;
+pub mod parse;
+
+pub use generate::{synthetic_ct, CtSpec};
+pub use parse::{inspect, InstanceMetadata, Rejection};
