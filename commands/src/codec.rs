@@ -68,10 +68,24 @@ type Upcast = fn(Value) -> Value;
 pub fn catalog() -> Vec<EventTypeInfo> {
     use medledger_domain::administration::AdministrationEvent;
     use medledger_domain::identity::account::AccountEvent;
+    use medledger_domain::identity::login_ticket::LoginTicketEvent;
+    use medledger_domain::identity::password_reset::PasswordResetEvent;
     use medledger_domain::identity::session::SessionEvent;
+    use medledger_domain::imaging::study::StudyEvent;
+    use medledger_domain::organization::alliance::AllianceEvent;
+    use medledger_domain::organization::department::DepartmentEvent;
+    use medledger_domain::organization::hospital::HospitalEvent;
+    use medledger_domain::organization::role::RoleEvent;
     [
         AccountEvent::catalog(),
         SessionEvent::catalog(),
+        LoginTicketEvent::catalog(),
+        PasswordResetEvent::catalog(),
+        AllianceEvent::catalog(),
+        HospitalEvent::catalog(),
+        DepartmentEvent::catalog(),
+        RoleEvent::catalog(),
+        StudyEvent::catalog(),
         AdministrationEvent::catalog(),
     ]
     .concat()
@@ -84,6 +98,31 @@ pub fn context_of(event_type: &str) -> &'static str {
         .get(event_type)
         .copied()
         .unwrap_or("unknown")
+}
+
+#[cfg(test)]
+mod catalog_tests {
+    use super::*;
+
+    #[test]
+    fn every_event_type_has_one_context_and_a_unique_name() {
+        let all = catalog();
+        let mut names: Vec<_> = all.iter().map(|i| i.event_type).collect();
+        names.sort();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(before, names.len(), "event type names are unique across contexts");
+        for t in [
+            "LoginTicketIssued",
+            "ResetCodeIssued",
+            "HospitalRegistered",
+            "RoleDefined",
+            "InstanceStored",
+        ] {
+            assert_ne!(context_of(t), "unknown", "{t} is catalogued");
+        }
+        assert_eq!(context_of("HospitalRegistered"), "organization");
+    }
 }
 
 /// Current schema versions and the steps that lift old payloads to them.

@@ -193,6 +193,24 @@ impl KeyStore {
         }
     }
 
+    /// A stable subject id for a natural key (e.g. a hospital's Patient ID)
+    /// that reveals nothing of it: a keyed hash under the master key, so the
+    /// same patient always maps to the same subject and nobody without the
+    /// key can test guesses against it.
+    pub fn pseudonym(&self, namespace: &str, value: &str) -> Uuid {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"medledger-subject-v1");
+        h.update(self.master.0);
+        h.update((namespace.len() as u64).to_be_bytes());
+        h.update(namespace.as_bytes());
+        h.update(value.as_bytes());
+        let digest = h.finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    }
+
     /// Destroy a subject's key. Returns false if it was already destroyed.
     pub async fn destroy(&self, subject: Uuid, now: DateTime<Utc>) -> Result<bool, CryptoError> {
         // A subject that never had a key gets a destroyed one, so no personal

@@ -187,6 +187,12 @@ mod table {
         }
     }
 
+    impl Rejection for medledger_domain::imaging::study::StudyError {
+        fn kind_and_code(&self) -> (Kind, &'static str) {
+            (Kind::Conflict, "instance_in_other_study")
+        }
+    }
+
     impl Rejection for RoleError {
         fn kind_and_code(&self) -> (Kind, &'static str) {
             match self {

@@ -16,10 +16,17 @@
 //! - [`generate`]: [`synthetic_ct`] builds deterministic CT-like instances
 //!   (512×512, 16-bit, ≈525 KB) for tests and load runs.
 //!
-//! Storage, the C-STORE SCP, STOW-RS and folder import are not built yet.
+//! - [`ingest`]: [`ingest::ingest`] stores a validated instance byte for byte
+//!   under a content-addressed key and records it in its study (stored,
+//!   duplicate, or conflict kept aside).
+//!
+//! The C-STORE SCP, STOW-RS, folder import and retrieval are not built yet.
 
 pub mod generate;
+pub mod ingest;
 pub mod parse;
 
+/// DICOM tag constants (callers name tags, never numbers).
+pub use dicom_dictionary_std::tags;
 pub use generate::{synthetic_ct, CtSpec};
 pub use parse::{inspect, InstanceMetadata, Rejection};

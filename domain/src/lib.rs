@@ -11,16 +11,18 @@
 //! - [`identity`]: accounts, login attempts, freezing, passwords, sessions,
 //!   QR-scan login tickets and forgot-password codes.
 //! - [`organization`]: alliances, hospitals, departments, roles and permissions.
+//! - [`imaging`]: studies and the instances received into them.
 //! - [`administration`]: audit-log views and subject erasure ("forget").
 //! - [`pii`]: personal data values that the store encrypts per data subject.
 //!
-//! Later contexts (imaging, reporting, consultation, rounds,
+//! Later contexts ( reporting, consultation, rounds,
 //! teaching, quality, ai, patient_archive, notification) get a module each.
 
 pub mod administration;
 pub mod decider;
 pub mod event;
 pub mod identity;
+pub mod imaging;
 pub mod organization;
 pub mod pii;
 

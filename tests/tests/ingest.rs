@@ -1,0 +1,248 @@
+//! Receiving instances into a hospital's studies, on both backends: stored
+//! byte for byte, duplicates counted, conflicts kept aside, bad objects
+//! refused without writing, patient data sealed and forgettable.
+
+use bytes::Bytes;
+use medledger_api::platform::Platform;
+use medledger_commands::codec::Metadata;
+use medledger_commands::crypto::MasterKey;
+use medledger_dicom_ingest::ingest::{ingest, study_stream, IngestError, Outcome};
+use medledger_dicom_ingest::{synthetic_ct, CtSpec};
+use medledger_domain::identity::Tenant;
+use medledger_domain::imaging::study::Arrival;
+use medledger_tests::{system_clock, Backend};
+use uuid::Uuid;
+
+medledger_tests::on_both_backends!(
+    an_instance_is_stored_as_received_and_recorded_once,
+    a_different_object_under_the_same_uid_is_kept_aside,
+    a_bad_object_is_refused_without_writing,
+    a_forgotten_patient_reads_as_erased,
+);
+
+fn hospital() -> Tenant {
+    Tenant {
+        alliance_id: Some(Uuid::from_u128(1)),
+        hospital_id: Some(Uuid::from_u128(2)),
+    }
+}
+
+async fn platform(b: &Backend) -> Platform {
+    Platform::open(&b.config(&MasterKey::generate()), system_clock())
+        .await
+        .unwrap()
+}
+
+fn ct(instance: u32) -> Vec<u8> {
+    synthetic_ct(&CtSpec {
+        instance_index: instance,
+        rows: 64,
+        columns: 64,
+        private_tags: true,
+        ..CtSpec::default()
+    })
+}
+
+async fn an_instance_is_stored_as_received_and_recorded_once(b: &Backend) {
+    let p = platform(b).await;
+    let bytes = ct(0);
+    let first = ingest(
+        &p.app,
+        &p.blobs,
+        &hospital(),
+        Bytes::from(bytes.clone()),
+        Arrival::StowRs,
+        &Metadata::system(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.outcome, Outcome::Stored);
+    assert_eq!(first.metadata.modality.as_deref(), Some("CT"));
+    let stored = p.blobs.get(&first.blob_key).await.unwrap().unwrap();
+    assert_eq!(
+        stored.as_ref(),
+        bytes.as_slice(),
+        "kept byte for byte, private tags included"
+    );
+
+    let again = ingest(
+        &p.app,
+        &p.blobs,
+        &hospital(),
+        Bytes::from(bytes.clone()),
+        Arrival::CStore,
+        &Metadata::system(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.outcome, Outcome::Duplicate);
+    assert_eq!(again.blob_key, first.blob_key);
+    let stream = study_stream(Uuid::from_u128(2), &first.metadata.study_instance_uid);
+    let events: Vec<String> = p
+        .app
+        .store
+        .read_stream(&stream, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(events, vec!["InstanceStored", "InstanceDuplicateIgnored"]);
+
+    // Patient data is sealed in the log, readable through the codec.
+    let raw = p.app.store.read_all_raw(0, 10).await.unwrap();
+    let patient_id = first.metadata.patient_id.clone();
+    assert!(!raw[0].payload.contains(&patient_id), "Patient ID stored in clear");
+    let name = first.metadata.patient_name.clone().unwrap();
+    assert!(!raw[0].payload.contains(&name), "patient name stored in clear");
+    let opened = p
+        .app
+        .codec
+        .open(p.app.store.read_all(0, 10).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        opened[0].payload["patient"]["patient_id"]["$pii"]["value"],
+        patient_id.as_str()
+    );
+
+    // A second instance of the same study joins the same stream.
+    let second = ingest(
+        &p.app,
+        &p.blobs,
+        &hospital(),
+        Bytes::from(ct(1)),
+        Arrival::StowRs,
+        &Metadata::system(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(second.outcome, Outcome::Stored);
+    assert_eq!(p.app.store.read_stream(&stream, 0).await.unwrap().len(), 3);
+}
+
+async fn a_different_object_under_the_same_uid_is_kept_aside(b: &Backend) {
+    let p = platform(b).await;
+    let original = ct(0);
+    let mut altered = original.clone();
+    let last = altered.len() - 1;
+    altered[last] ^= 0xFF; // one pixel byte differs
+    let first = ingest(
+        &p.app,
+        &p.blobs,
+        &hospital(),
+        Bytes::from(original.clone()),
+        Arrival::StowRs,
+        &Metadata::system(),
+    )
+    .await
+    .unwrap();
+    let second = ingest(
+        &p.app,
+        &p.blobs,
+        &hospital(),
+        Bytes::from(altered.clone()),
+        Arrival::StowRs,
+        &Metadata::system(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(second.outcome, Outcome::Conflict);
+    assert_ne!(second.blob_key, first.blob_key);
+    assert_eq!(
+        p.blobs.get(&first.blob_key).await.unwrap().unwrap().as_ref(),
+        original.as_slice(),
+        "the first stays"
+    );
+    assert_eq!(
+        p.blobs.get(&second.blob_key).await.unwrap().unwrap().as_ref(),
+        altered.as_slice(),
+        "the newcomer is kept aside"
+    );
+    let stream = study_stream(Uuid::from_u128(2), &first.metadata.study_instance_uid);
+    let conflict = p.app.store.read_stream(&stream, 0).await.unwrap().pop().unwrap();
+    assert_eq!(conflict.event_type, "InstanceConflictRecorded");
+    assert_eq!(conflict.payload["received"]["blob_key"], second.blob_key.as_str());
+}
+
+async fn a_bad_object_is_refused_without_writing(b: &Backend) {
+    let p = platform(b).await;
+    let mut truncated = ct(0);
+    truncated.truncate(truncated.len() / 2);
+    for (bytes, code) in [
+        (b"not a dicom file at all".to_vec(), "not_dicom"),
+        (truncated, "truncated"),
+        (
+            synthetic_ct(&CtSpec {
+                rows: 16,
+                columns: 16,
+                omitted: vec![medledger_dicom_ingest::tags::PATIENT_ID],
+                ..CtSpec::default()
+            }),
+            "missing_patient_id",
+        ),
+    ] {
+        match ingest(
+            &p.app,
+            &p.blobs,
+            &hospital(),
+            Bytes::from(bytes),
+            Arrival::StowRs,
+            &Metadata::system(),
+        )
+        .await
+        {
+            Err(IngestError::Rejected(r)) => assert_eq!(r.code, code, "{r}"),
+            other => panic!("expected {code}, got {other:?}"),
+        }
+    }
+    assert_eq!(p.app.store.head_position().await.unwrap(), 0);
+    let outside = ingest(
+        &p.app,
+        &p.blobs,
+        &Tenant::PLATFORM,
+        Bytes::from(ct(0)),
+        Arrival::StowRs,
+        &Metadata::system(),
+    )
+    .await;
+    assert!(matches!(outside, Err(IngestError::Failed(_))));
+    assert_eq!(p.app.store.head_position().await.unwrap(), 0);
+}
+
+async fn a_forgotten_patient_reads_as_erased(b: &Backend) {
+    let p = platform(b).await;
+    let first = ingest(
+        &p.app,
+        &p.blobs,
+        &hospital(),
+        Bytes::from(ct(0)),
+        Arrival::StowRs,
+        &Metadata::system(),
+    )
+    .await
+    .unwrap();
+    let subject = p
+        .app
+        .codec
+        .keys()
+        .pseudonym(&format!("patient/{}", Uuid::from_u128(2)), &first.metadata.patient_id);
+    medledger_commands::administration::forget_subject(&p.app, subject, "patient request", &Metadata::system())
+        .await
+        .unwrap();
+    let opened = p
+        .app
+        .codec
+        .open(p.app.store.read_all(0, 10).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(opened[0].payload["patient"]["patient_id"]["$pii"]["erased"], true);
+    assert_eq!(opened[0].payload["patient"]["name"]["$pii"]["erased"], true);
+    assert_eq!(
+        medledger_commands::verify::verify(p.app.store.as_ref())
+            .await
+            .unwrap()
+            .failure,
+        None
+    );
+}
