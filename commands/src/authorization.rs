@@ -33,6 +33,8 @@ pub enum Action {
     ManageRoles,
     /// The user operation log of a hospital or alliance.
     ViewOperationLog,
+    /// Send DICOM instances into a hospital (STOW-RS, import).
+    UploadStudies,
 }
 
 /// May `principal` do `action` on objects of `target`?
@@ -51,6 +53,7 @@ pub fn authorize(principal: &Principal, action: Action, target: &Tenant) -> Resu
         Action::ManageDepartments => hospital_admin_or(Permission::AdminDepartments),
         Action::ManageUsers => hospital_admin_or(Permission::AdminUsers),
         Action::ManageRoles => hospital_admin_or(Permission::AdminRoles),
+        Action::UploadStudies => principal.tenant.hospital_id.is_some() && principal.has(Permission::StudyUpload),
         Action::ViewOperationLog => match level {
             AccountRole::PlatformOperator | AccountRole::AllianceAdministrator => true,
             _ => hospital_admin_or(Permission::AdminAudit),

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod dicomweb;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
@@ -118,6 +119,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/api/openapi.json", get(openapi::document))
         .nest("/api/v1", api)
+        .route(
+            "/dicomweb/studies",
+            post(dicomweb::stow).layer(DefaultBodyLimit::disable()),
+        )
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

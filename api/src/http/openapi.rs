@@ -48,6 +48,7 @@ use utoipa::{Modify, OpenApi};
         super::users::enable,
         super::users::unfreeze,
         super::users::assign_roles,
+        super::dicomweb::stow,
     ),
     components(schemas(
         super::problem::Problem,

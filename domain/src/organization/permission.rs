@@ -9,6 +9,9 @@ pub enum Permission {
     StudyView,
     #[serde(rename = "study.share")]
     StudyShare,
+    /// Send studies in (STOW-RS, folder import) on the hospital's behalf.
+    #[serde(rename = "study.upload")]
+    StudyUpload,
     #[serde(rename = "report.edit")]
     ReportEdit,
     #[serde(rename = "report.preliminary")]
@@ -45,9 +48,10 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 16] = [
+    pub const ALL: [Permission; 17] = [
         Permission::StudyView,
         Permission::StudyShare,
+        Permission::StudyUpload,
         Permission::ReportEdit,
         Permission::ReportPreliminary,
         Permission::ReportReview,
@@ -77,6 +81,7 @@ impl Permission {
         match self {
             Permission::StudyView => "study.view",
             Permission::StudyShare => "study.share",
+            Permission::StudyUpload => "study.upload",
             Permission::ReportEdit => "report.edit",
             Permission::ReportPreliminary => "report.preliminary",
             Permission::ReportReview => "report.review",
@@ -127,7 +132,7 @@ pub fn builtin_roles() -> Vec<(&'static str, Vec<Permission>)> {
                 ConsultationReview,
             ],
         ),
-        ("technician", vec![StudyView, QcManage]),
+        ("technician", vec![StudyView, StudyUpload, QcManage]),
         (
             "department_head",
             vec![
@@ -142,6 +147,7 @@ pub fn builtin_roles() -> Vec<(&'static str, Vec<Permission>)> {
                 StatsView,
                 StatsDownload,
                 QcManage,
+                StudyUpload,
             ],
         ),
     ]

@@ -1,0 +1,220 @@
+//! DICOMweb over HTTP. So far STOW-RS: `POST /dicomweb/studies` with a
+//! `multipart/related; type="application/dicom"` body; every part is
+//! validated and stored on its own, and the answer is the PS3.18 response
+//! dataset (DICOM JSON): ReferencedSOPSequence for what was stored (or was
+//! already there, byte for byte), FailedSOPSequence with a FailureReason for
+//! the rest — 200 when all succeeded, 202 when some failed, 409 when none
+//! succeeded.
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use medledger_commands::authorization::{authorize, Action};
+use medledger_dicom_ingest::ingest::{ingest, IngestError, Outcome};
+use medledger_domain::imaging::study::Arrival;
+use serde_json::{json, Map, Value};
+
+use super::extract::{Authenticated, RequestMeta};
+use super::problem::ApiError;
+use super::AppState;
+
+/// One part may be this large (the parser's own cap), a request this large.
+const PART_LIMIT: u64 = 512 * 1024 * 1024;
+const REQUEST_LIMIT: u64 = 4 * 1024 * 1024 * 1024;
+
+/// PS3.4 status codes used as FailureReason (0008,1197).
+const PROCESSING_FAILURE: u16 = 0x0110;
+const DUPLICATE_SOP_INSTANCE: u16 = 0x0111;
+const OUT_OF_RESOURCES: u16 = 0xA700;
+const CANNOT_UNDERSTAND: u16 = 0xC000;
+
+fn boundary(content_type: &str) -> Option<String> {
+    let mut parts = content_type.split(';').map(str::trim);
+    if !parts.next()?.eq_ignore_ascii_case("multipart/related") {
+        return None;
+    }
+    let mut boundary = None;
+    for p in parts {
+        let (k, v) = p.split_once('=')?;
+        let v = v.trim().trim_matches('"');
+        match k.trim().to_ascii_lowercase().as_str() {
+            "boundary" => boundary = Some(v.to_string()),
+            "type" if !v.eq_ignore_ascii_case("application/dicom") => return None,
+            _ => {}
+        }
+    }
+    boundary
+}
+
+fn ui(v: &str) -> Value {
+    json!({"vr": "UI", "Value": [v]})
+}
+
+fn failed(sop_class: Option<&str>, sop_instance: Option<&str>, reason: u16) -> Value {
+    let mut item = Map::new();
+    if let Some(c) = sop_class {
+        item.insert("00081150".into(), ui(c));
+    }
+    if let Some(i) = sop_instance {
+        item.insert("00081155".into(), ui(i));
+    }
+    item.insert("00081197".into(), json!({"vr": "US", "Value": [reason]}));
+    Value::Object(item)
+}
+
+/// Store instances (STOW-RS).
+#[utoipa::path(post, path = "/dicomweb/studies", security(("bearer" = [])),
+    request_body(content = Vec<u8>, content_type = "multipart/related; type=\"application/dicom\""),
+    responses((status = 200, description = "all stored", content_type = "application/dicom+json"),
+              (status = 202, description = "some failed"), (status = 409, description = "none stored"),
+              (status = 401, body = super::problem::Problem), (status = 403, body = super::problem::Problem),
+              (status = 415, body = super::problem::Problem)))]
+pub async fn stow(
+    State(state): State<AppState>,
+    Authenticated(p): Authenticated,
+    meta: RequestMeta,
+    request: Request,
+) -> Result<Response, ApiError> {
+    authorize(&p, Action::UploadStudies, &p.tenant)?;
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let boundary = boundary(&content_type).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send multipart/related; type=\"application/dicom\"",
+        )
+    })?;
+    let constraints = multer::Constraints::new().size_limit(
+        multer::SizeLimit::new()
+            .whole_stream(REQUEST_LIMIT)
+            .per_field(PART_LIMIT),
+    );
+    let body = request
+        .into_body()
+        .into_data_stream()
+        .map(|r| r.map_err(std::io::Error::other));
+    let mut parts = multer::Multipart::with_constraints(body, boundary, constraints);
+    let metadata = meta.metadata(Some(&p), p.client);
+    let base = state.public_url.trim_end_matches('/').to_string();
+    let (mut referenced, mut failures, mut studies) = (Vec::new(), Vec::new(), std::collections::BTreeSet::new());
+    loop {
+        let field = match parts.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(multer::Error::FieldSizeExceeded { .. }) => {
+                failures.push(failed(None, None, OUT_OF_RESOURCES));
+                break;
+            }
+            Err(e) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_multipart",
+                    format!("the multipart body could not be read: {e}"),
+                ))
+            }
+        };
+        let is_dicom = field
+            .content_type()
+            .map(|m| m.essence_str().eq_ignore_ascii_case("application/dicom"))
+            .unwrap_or(false);
+        let bytes = match field.bytes().await {
+            Ok(b) => b,
+            Err(_) => {
+                failures.push(failed(None, None, OUT_OF_RESOURCES));
+                break;
+            }
+        };
+        if !is_dicom {
+            failures.push(failed(None, None, CANNOT_UNDERSTAND));
+            continue;
+        }
+        match ingest(&state.app, &state.blobs, &p.tenant, bytes, Arrival::StowRs, &metadata).await {
+            Ok(done) if done.outcome != Outcome::Conflict => {
+                let m = &done.metadata;
+                studies.insert(m.study_instance_uid.clone());
+                referenced.push(json!({
+                    "00081150": ui(&m.sop_class_uid),
+                    "00081155": ui(&m.sop_instance_uid),
+                    "00081190": {"vr": "UR", "Value": [format!(
+                        "{base}/dicomweb/studies/{}/series/{}/instances/{}",
+                        m.study_instance_uid, m.series_instance_uid, m.sop_instance_uid
+                    )]},
+                }));
+            }
+            Ok(conflict) => failures.push(failed(
+                Some(&conflict.metadata.sop_class_uid),
+                Some(&conflict.metadata.sop_instance_uid),
+                DUPLICATE_SOP_INSTANCE,
+            )),
+            Err(IngestError::Rejected(r)) => failures.push(failed(
+                None,
+                None,
+                if r.code == "too_large" {
+                    OUT_OF_RESOURCES
+                } else {
+                    CANNOT_UNDERSTAND
+                },
+            )),
+            Err(IngestError::Failed(e)) => {
+                let (_, code) = e.classify();
+                tracing::warn!(error = %e, code, "an instance could not be stored");
+                let reason = if code == "instance_in_other_study" {
+                    DUPLICATE_SOP_INSTANCE
+                } else {
+                    PROCESSING_FAILURE
+                };
+                failures.push(failed(None, None, reason));
+            }
+        }
+    }
+    let mut body = Map::new();
+    if studies.len() == 1 {
+        let study = studies.iter().next().expect("one study");
+        body.insert(
+            "00081190".into(),
+            json!({"vr": "UR", "Value": [format!("{base}/dicomweb/studies/{study}")]}),
+        );
+    }
+    let status = match (referenced.is_empty(), failures.is_empty()) {
+        (_, true) => StatusCode::OK,
+        (false, false) => StatusCode::ACCEPTED,
+        (true, false) => StatusCode::CONFLICT,
+    };
+    if !referenced.is_empty() {
+        body.insert("00081199".into(), json!({"vr": "SQ", "Value": referenced}));
+    }
+    if !failures.is_empty() {
+        body.insert("00081198".into(), json!({"vr": "SQ", "Value": failures}));
+    }
+    let mut response = (status, axum::Json(Value::Object(body))).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/dicom+json"));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::boundary;
+
+    #[test]
+    fn only_dicom_multipart_related_bodies_are_accepted() {
+        assert_eq!(
+            boundary("multipart/related; type=\"application/dicom\"; boundary=abc123").as_deref(),
+            Some("abc123")
+        );
+        assert_eq!(boundary("Multipart/Related; boundary=\"q q\"").as_deref(), Some("q q"));
+        assert_eq!(
+            boundary("multipart/related; type=\"application/dicom+xml\"; boundary=x"),
+            None
+        );
+        assert_eq!(boundary("multipart/form-data; boundary=x"), None);
+        assert_eq!(boundary("application/dicom"), None);
+    }
+}

@@ -1,0 +1,143 @@
+//! STOW-RS: instances sent over HTTP land in the hospital's studies, with
+//! the PS3.18 response dataset, on both deployments.
+
+use medledger_dicom_ingest::{synthetic_ct, CtSpec};
+use medledger_tests::org::{Org, PASSWORD};
+use medledger_tests::{system_clock, Deployment, Reply, TestServer};
+use serde_json::json;
+
+medledger_tests::on_both_deployments!(stored_duplicate_and_refused_parts_are_answered_per_instance);
+
+const BOUNDARY: &str = "medledger-test-boundary";
+
+fn multipart(parts: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (content_type, bytes) in parts {
+        body.extend_from_slice(format!("--{BOUNDARY}\r\nContent-Type: {content_type}\r\n\r\n").as_bytes());
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+async fn stow(s: &TestServer, token: Option<&str>, content_type: &str, body: Vec<u8>) -> Reply {
+    let mut r = s
+        .http
+        .post(s.url("/dicomweb/studies"))
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    Reply::from(r.send().await.unwrap()).await
+}
+
+fn ct(instance: u32) -> Vec<u8> {
+    synthetic_ct(&CtSpec {
+        instance_index: instance,
+        rows: 64,
+        columns: 64,
+        ..CtSpec::default()
+    })
+}
+
+async fn stored_duplicate_and_refused_parts_are_answered_per_instance(d: &Deployment) {
+    let s = TestServer::start(&d.config(), system_clock()).await;
+    let o = Org::build(&s).await;
+    let tech_login = format!("tech.{}", o.suffix);
+    let r = s
+        .post(
+            &format!("/api/v1/hospitals/{}/users", o.h1),
+            Some(&o.h1_admin),
+            json!({"login": tech_login, "name": "技师", "password": PASSWORD, "roles": [o.h1_roles["technician"]]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let (tech, _) = s.login(&tech_login, PASSWORD).await;
+    let ctype = format!("multipart/related; type=\"application/dicom\"; boundary={BOUNDARY}");
+
+    let head = s.head().await;
+    // Who may send: not anonymous, not a doctor without study.upload.
+    stow(&s, None, &ctype, multipart(&[("application/dicom", ct(0))]))
+        .await
+        .assert_problem(401, "unauthenticated");
+    stow(
+        &s,
+        Some(&o.u1_token),
+        &ctype,
+        multipart(&[("application/dicom", ct(0))]),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    stow(&s, Some(&tech), "application/dicom", ct(0))
+        .await
+        .assert_problem(415, "unsupported_media_type");
+    assert_eq!(s.head().await, head, "refused requests write nothing");
+
+    let body = multipart(&[
+        ("application/dicom", ct(0)),
+        ("application/dicom", ct(1)),
+        ("application/dicom", b"this is not DICOM".to_vec()),
+        ("application/octet-stream", ct(2)),
+    ]);
+    let r = stow(&s, Some(&tech), &ctype, body).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("application/dicom+json"));
+    let referenced = r.body["00081199"]["Value"].as_array().unwrap();
+    assert_eq!(referenced.len(), 2);
+    assert_eq!(
+        referenced[0]["00081150"]["Value"][0], "1.2.840.10008.5.1.4.1.1.2",
+        "CT Image Storage"
+    );
+    assert!(referenced[0]["00081190"]["Value"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("https://medledger.test/dicomweb/studies/"));
+    let failed = r.body["00081198"]["Value"].as_array().unwrap();
+    assert_eq!(failed.len(), 2);
+    assert!(failed.iter().all(|f| f["00081197"]["Value"][0] == 0xC000));
+    assert!(
+        r.body["00081190"]["Value"][0].is_string(),
+        "one study: its retrieve URL"
+    );
+
+    // Sending the same instance again is fine (already stored, byte for byte).
+    let again = stow(&s, Some(&tech), &ctype, multipart(&[("application/dicom", ct(0))])).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    // A different object under a stored UID is refused for the study.
+    let mut altered = ct(1);
+    let last = altered.len() - 1;
+    altered[last] ^= 0xFF;
+    let conflict = stow(&s, Some(&tech), &ctype, multipart(&[("application/dicom", altered)])).await;
+    assert_eq!(conflict.status, 409, "{}", conflict.body);
+    assert_eq!(conflict.body["00081198"]["Value"][0]["00081197"]["Value"][0], 0x0111);
+
+    let types: Vec<String> = s
+        .app()
+        .store
+        .read_all(head, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.stream_id.starts_with("study-"))
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(
+        types,
+        vec![
+            "InstanceStored",
+            "InstanceStored",
+            "InstanceDuplicateIgnored",
+            "InstanceConflictRecorded"
+        ]
+    );
+    let stored = s.app().store.read_all(head, 1000).await.unwrap();
+    let first = stored.iter().find(|e| e.event_type == "InstanceStored").unwrap();
+    assert_eq!(first.metadata["tenant"]["hospital_id"], o.h1.to_string());
+    assert_eq!(
+        first.metadata["actor"],
+        s.get("/api/v1/me", Some(&tech)).await.body["account_id"]
+    );
+    s.stop().await;
+}
