@@ -35,6 +35,8 @@ pub enum Action {
     ViewOperationLog,
     /// Send DICOM instances into a hospital (STOW-RS, import).
     UploadStudies,
+    /// See a hospital's studies (the worklist).
+    ViewStudies,
 }
 
 /// May `principal` do `action` on objects of `target`?
@@ -54,6 +56,7 @@ pub fn authorize(principal: &Principal, action: Action, target: &Tenant) -> Resu
         Action::ManageUsers => hospital_admin_or(Permission::AdminUsers),
         Action::ManageRoles => hospital_admin_or(Permission::AdminRoles),
         Action::UploadStudies => principal.tenant.hospital_id.is_some() && principal.has(Permission::StudyUpload),
+        Action::ViewStudies => principal.tenant.hospital_id.is_some() && principal.has(Permission::StudyView),
         Action::ViewOperationLog => match level {
             AccountRole::PlatformOperator | AccountRole::AllianceAdministrator => true,
             _ => hospital_admin_or(Permission::AdminAudit),

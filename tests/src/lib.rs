@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+pub mod dicomweb;
 pub mod org;
 
 use medledger_api::config::Config;

@@ -2,36 +2,12 @@
 //! the PS3.18 response dataset, on both deployments.
 
 use medledger_dicom_ingest::{synthetic_ct, CtSpec};
+use medledger_tests::dicomweb::{multipart, stow};
 use medledger_tests::org::{Org, PASSWORD};
-use medledger_tests::{system_clock, Deployment, Reply, TestServer};
+use medledger_tests::{system_clock, Deployment, TestServer};
 use serde_json::json;
 
 medledger_tests::on_both_deployments!(stored_duplicate_and_refused_parts_are_answered_per_instance);
-
-const BOUNDARY: &str = "medledger-test-boundary";
-
-fn multipart(parts: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (content_type, bytes) in parts {
-        body.extend_from_slice(format!("--{BOUNDARY}\r\nContent-Type: {content_type}\r\n\r\n").as_bytes());
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
-    body
-}
-
-async fn stow(s: &TestServer, token: Option<&str>, content_type: &str, body: Vec<u8>) -> Reply {
-    let mut r = s
-        .http
-        .post(s.url("/dicomweb/studies"))
-        .header("content-type", content_type)
-        .body(body);
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    Reply::from(r.send().await.unwrap()).await
-}
 
 fn ct(instance: u32) -> Vec<u8> {
     synthetic_ct(&CtSpec {
@@ -55,7 +31,7 @@ async fn stored_duplicate_and_refused_parts_are_answered_per_instance(d: &Deploy
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let (tech, _) = s.login(&tech_login, PASSWORD).await;
-    let ctype = format!("multipart/related; type=\"application/dicom\"; boundary={BOUNDARY}");
+    let ctype = medledger_tests::dicomweb::content_type();
 
     let head = s.head().await;
     // Who may send: not anonymous, not a doctor without study.upload.

@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod operation_log;
 pub mod organization;
 pub mod problem;
+pub mod studies;
 pub mod users;
 
 use std::sync::{Arc, OnceLock};
@@ -112,7 +113,8 @@ pub fn router(state: AppState) -> Router {
         .route("/users/{id}/disable", post(users::disable))
         .route("/users/{id}/enable", post(users::enable))
         .route("/users/{id}/unfreeze", post(users::unfreeze))
-        .route("/users/{id}/roles", post(users::assign_roles));
+        .route("/users/{id}/roles", post(users::assign_roles))
+        .route("/studies", get(studies::list));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod audit_log;
 pub mod organization;
 pub mod sessions;
+pub mod worklist;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(accounts::Accounts),
         Arc::new(organization::Organization),
         Arc::new(sessions::Sessions),
+        Arc::new(worklist::Worklist),
     ]
 }
 

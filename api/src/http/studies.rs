@@ -1,0 +1,94 @@
+//! The worklist (检查列表) over HTTP: a hospital's studies, filtered,
+//! searched and keyset-paginated.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use medledger_commands::authorization::{authorize, Action};
+use medledger_projections::read_models::worklist::{self, WorklistFilter, WorklistPage};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::extract::{ApiQuery, Authenticated, MinPosition};
+use super::problem::{ApiError, Problem};
+use super::AppState;
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StudyParams {
+    /// Study date from (YYYYMMDD or YYYY-MM-DD, inclusive).
+    pub from: Option<String>,
+    /// Study date to (inclusive).
+    pub to: Option<String>,
+    /// Device type: CT, MR, DR, US, OP, …
+    pub modality: Option<String>,
+    /// `received`, `preliminary`, `reviewed`, `printed`.
+    pub status: Option<String>,
+    /// Keyword: part of the patient name, patient ID or accession number.
+    pub q: Option<String>,
+    /// `desc` (newest first, default) or `asc`.
+    pub order: Option<String>,
+    pub cursor: Option<String>,
+    /// 1–200 (default 50).
+    pub limit: Option<u32>,
+    pub min_position: Option<u64>,
+}
+
+fn bad(detail: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", detail.to_string())
+}
+
+/// `YYYYMMDD` from `YYYYMMDD` or `YYYY-MM-DD`.
+fn dicom_date(s: &str) -> Result<String, ApiError> {
+    let d: String = s.chars().filter(|c| *c != '-').collect();
+    let ok = d.len() == 8
+        && d.chars().all(|c| c.is_ascii_digit())
+        && chrono::NaiveDate::parse_from_str(&d, "%Y%m%d").is_ok();
+    if ok {
+        Ok(d)
+    } else {
+        Err(bad("dates are YYYYMMDD or YYYY-MM-DD"))
+    }
+}
+
+/// The caller's hospital's studies.
+#[utoipa::path(get, path = "/api/v1/studies", security(("bearer" = [])), params(StudyParams),
+    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Authenticated(p): Authenticated,
+    min: MinPosition,
+    ApiQuery(params): ApiQuery<StudyParams>,
+) -> Result<Json<WorklistPage>, ApiError> {
+    authorize(&p, Action::ViewStudies, &p.tenant)?;
+    if matches!(params.limit, Some(0) | Some(201..)) {
+        return Err(bad("limit must be 1 to 200"));
+    }
+    let ascending = match params.order.as_deref() {
+        None | Some("desc") => false,
+        Some("asc") => true,
+        Some(_) => return Err(bad("order is asc or desc")),
+    };
+    if let Some(s) = &params.status {
+        if !["received", "preliminary", "reviewed", "printed"].contains(&s.as_str()) {
+            return Err(bad("status is received, preliminary, reviewed or printed"));
+        }
+    }
+    if params.q.as_ref().is_some_and(|q| q.chars().count() > 100) {
+        return Err(bad("q has at most 100 characters"));
+    }
+    let filter = WorklistFilter {
+        hospital_id: p.tenant.hospital_id,
+        alliance_id: None,
+        date_from: params.from.as_deref().map(dicom_date).transpose()?,
+        date_to: params.to.as_deref().map(dicom_date).transpose()?,
+        modality: params.modality,
+        status: params.status,
+        query: params.q,
+        ascending,
+        cursor: params.cursor,
+        limit: params.limit.unwrap_or(50),
+    };
+    min.wait(&state, worklist::NAME).await?;
+    Ok(Json(worklist::list(&state.app.store.db(), &filter).await?))
+}

@@ -1,0 +1,354 @@
+//! The worklist (检查列表): one row per study of a hospital, for the study
+//! list doctors work from — patient, modality, body part, description,
+//! study time, status, counts and size — with keyword search over patient
+//! name, patient ID and accession number.
+//!
+//! Patient fields are decrypted copies for search; when the patient is
+//! forgotten they are erased here too, and a rebuild cannot bring them back
+//! (the log only holds ciphertext whose key is gone).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use medledger_commands::args;
+use medledger_commands::codec::{decode, metadata_of};
+use medledger_commands::db::{Arg, Db, DbTx};
+use medledger_commands::store::RecordedEvent;
+use medledger_domain::administration::AdministrationEvent;
+use medledger_domain::imaging::study::StudyEvent;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{opt_uuid_at, uuid_at};
+use crate::runner::{Projection, ProjectionError};
+
+pub struct Worklist;
+
+pub const NAME: &str = "worklist";
+
+#[async_trait]
+impl Projection for Worklist {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn event_types(&self) -> &'static [&'static str] {
+        &[
+            "InstanceStored",
+            "InstanceDuplicateIgnored",
+            "InstanceConflictRecorded",
+            "SubjectForgotten",
+        ]
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_worklist"]
+    }
+
+    async fn apply(&self, tx: &mut DbTx, e: &RecordedEvent) -> Result<(), ProjectionError> {
+        if e.event_type == "SubjectForgotten" {
+            if let AdministrationEvent::SubjectForgotten { subject_id, .. } = decode(e)? {
+                tx.execute(
+                    "UPDATE rm_worklist SET patient_id = NULL, patient_name = NULL, patient_birth_date = NULL, \
+                     patient_erased = TRUE, search_text = LOWER(COALESCE(accession_number, '')) WHERE patient_subject = $1",
+                    &args![subject_id],
+                )
+                .await?;
+            }
+            return Ok(());
+        }
+        let study_key = e.stream_id.strip_prefix("study-").unwrap_or(&e.stream_id).to_string();
+        match decode::<StudyEvent>(e)? {
+            StudyEvent::InstanceStored {
+                hospital_id,
+                study_instance_uid,
+                patient,
+                attributes: a,
+                object,
+                ..
+            } => {
+                let alliance = metadata_of(e).and_then(|m| m.tenant.alliance_id);
+                let patient_id = patient.patient_id.value().map(str::to_string);
+                let name = patient.name.as_ref().and_then(|n| n.value()).map(str::to_string);
+                let birth = patient.birth_date.as_ref().and_then(|b| b.value()).map(str::to_string);
+                let erased = patient.patient_id.is_erased();
+                let search = [name.as_deref(), patient_id.as_deref(), a.accession_number.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .to_lowercase();
+                let datetime = sortable_datetime(a.study_date.as_deref(), a.study_time.as_deref());
+                tx.execute(
+                    "INSERT INTO rm_worklist (study_key, hospital_id, alliance_id, study_instance_uid, patient_subject, patient_id, \
+                     patient_name, patient_sex, patient_birth_date, patient_erased, modalities, body_part, study_description, \
+                     study_date, study_time, study_datetime, accession_number, referring_physician, institution, instance_count, \
+                     size_bytes, received_at, updated_at, search_text) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 1, $20, $21, $22, $23) \
+                     ON CONFLICT (study_key) DO UPDATE SET \
+                       instance_count = rm_worklist.instance_count + 1, \
+                       size_bytes = rm_worklist.size_bytes + excluded.size_bytes, \
+                       updated_at = excluded.updated_at, \
+                       modalities = CASE \
+                         WHEN excluded.modalities = '' THEN rm_worklist.modalities \
+                         WHEN rm_worklist.modalities = '' THEN excluded.modalities \
+                         WHEN (',' || rm_worklist.modalities || ',') LIKE ('%,' || excluded.modalities || ',%') THEN rm_worklist.modalities \
+                         ELSE rm_worklist.modalities || ',' || excluded.modalities END, \
+                       body_part = COALESCE(rm_worklist.body_part, excluded.body_part), \
+                       study_description = COALESCE(rm_worklist.study_description, excluded.study_description)",
+                    &[
+                        Arg::from(&study_key),
+                        Arg::from(hospital_id),
+                        Arg::from(alliance),
+                        Arg::from(&study_instance_uid),
+                        Arg::from(patient.patient_id.subject()),
+                        Arg::from(patient_id),
+                        Arg::from(name),
+                        Arg::from(patient.sex.clone()),
+                        Arg::from(birth),
+                        Arg::from(erased),
+                        Arg::from(a.modality.clone().unwrap_or_default()),
+                        Arg::from(a.body_part.clone()),
+                        Arg::from(a.study_description.clone()),
+                        Arg::from(a.study_date.clone()),
+                        Arg::from(a.study_time.clone()),
+                        Arg::from(datetime),
+                        Arg::from(a.accession_number.clone()),
+                        Arg::from(a.referring_physician.clone()),
+                        Arg::from(a.institution.clone()),
+                        Arg::from(object.size),
+                        Arg::from(e.recorded_at),
+                        Arg::from(e.recorded_at),
+                        Arg::from(search),
+                    ],
+                )
+                .await?;
+            }
+            StudyEvent::InstanceDuplicateIgnored { .. } => {
+                tx.execute(
+                    "UPDATE rm_worklist SET duplicates = duplicates + 1 WHERE study_key = $1",
+                    &args![study_key],
+                )
+                .await?;
+            }
+            StudyEvent::InstanceConflictRecorded { .. } => {
+                tx.execute(
+                    "UPDATE rm_worklist SET conflicts = conflicts + 1 WHERE study_key = $1",
+                    &args![study_key],
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `YYYYMMDDHHMMSS` from DICOM DA and TM (missing parts as zeros), so rows sort as text.
+pub fn sortable_datetime(date: Option<&str>, time: Option<&str>) -> String {
+    let digits = |s: Option<&str>, n: usize| {
+        let d: String = s.unwrap_or("").chars().filter(char::is_ascii_digit).take(n).collect();
+        format!("{d:0<n$}")
+    };
+    format!("{}{}", digits(date, 8), digits(time, 6))
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct WorklistFilter {
+    /// Scope: a hospital's studies, or an alliance's (remote diagnosis).
+    pub hospital_id: Option<Uuid>,
+    pub alliance_id: Option<Uuid>,
+    /// Study date range (DICOM DA, inclusive).
+    pub date_from: Option<String>,
+    pub date_to: Option<String>,
+    pub modality: Option<String>,
+    pub status: Option<String>,
+    /// Keyword: part of the patient name, patient ID or accession number.
+    pub query: Option<String>,
+    /// Newest study first (default) or oldest first.
+    pub ascending: bool,
+    pub cursor: Option<String>,
+    pub limit: u32,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct WorklistRow {
+    pub study_instance_uid: String,
+    pub hospital_id: Uuid,
+    pub patient_id: Option<String>,
+    pub patient_name: Option<String>,
+    pub patient_sex: Option<String>,
+    /// Whole years at the study date, from the birth date.
+    pub patient_age: Option<u32>,
+    pub patient_erased: bool,
+    pub modalities: Vec<String>,
+    pub body_part: Option<String>,
+    pub study_description: Option<String>,
+    pub study_date: Option<String>,
+    pub study_time: Option<String>,
+    pub accession_number: Option<String>,
+    pub referring_physician: Option<String>,
+    pub institution: Option<String>,
+    pub status: String,
+    pub instance_count: i64,
+    pub size_bytes: i64,
+    pub received_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip)]
+    pub alliance_id: Option<Uuid>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct WorklistPage {
+    pub items: Vec<WorklistRow>,
+    pub next_cursor: Option<String>,
+}
+
+fn age(birth: Option<&str>, study: Option<&str>) -> Option<u32> {
+    let parse = |s: &str| -> Option<(u32, u32, u32)> {
+        let d: String = s.chars().filter(char::is_ascii_digit).collect();
+        if d.len() != 8 {
+            return None;
+        }
+        Some((d[..4].parse().ok()?, d[4..6].parse().ok()?, d[6..].parse().ok()?))
+    };
+    let (by, bm, bd) = parse(birth?)?;
+    let (sy, sm, sd) = parse(study?)?;
+    let years = sy.checked_sub(by)?;
+    Some(if (sm, sd) < (bm, bd) {
+        years.checked_sub(1)?
+    } else {
+        years
+    })
+}
+
+fn like_escape(q: &str) -> String {
+    q.to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// A page of the worklist, newest (or oldest) study first, keyset-paginated.
+pub async fn list(db: &Db, f: &WorklistFilter) -> Result<WorklistPage, ProjectionError> {
+    let mut sql = String::from(
+        "SELECT study_key, study_instance_uid, hospital_id, alliance_id, patient_id, patient_name, patient_sex, \
+         patient_birth_date, patient_erased, modalities, body_part, study_description, study_date, study_time, \
+         accession_number, referring_physician, institution, status, instance_count, size_bytes, received_at, updated_at, \
+         study_datetime FROM rm_worklist WHERE 1 = 1",
+    );
+    let mut args: Vec<Arg> = Vec::new();
+    let mut cond = |sql: &mut String, clause: &str, values: Vec<Arg>| {
+        let mut clause = clause.to_string();
+        for v in values {
+            args.push(v);
+            clause = clause.replacen('?', &format!("${}", args.len()), 1);
+        }
+        sql.push_str(&clause);
+    };
+    if let Some(h) = f.hospital_id {
+        cond(&mut sql, " AND hospital_id = ?", vec![h.into()]);
+    }
+    if let Some(a) = f.alliance_id {
+        cond(&mut sql, " AND alliance_id = ?", vec![a.into()]);
+    }
+    if let Some(d) = &f.date_from {
+        cond(&mut sql, " AND study_date >= ?", vec![d.into()]);
+    }
+    if let Some(d) = &f.date_to {
+        cond(&mut sql, " AND study_date <= ?", vec![d.into()]);
+    }
+    if let Some(m) = &f.modality {
+        cond(
+            &mut sql,
+            " AND (',' || modalities || ',') LIKE ? ESCAPE '\\'",
+            vec![format!("%,{},%", like_escape(m).to_uppercase()).into()],
+        );
+    }
+    if let Some(s) = &f.status {
+        cond(&mut sql, " AND status = ?", vec![s.into()]);
+    }
+    if let Some(q) = f.query.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        cond(
+            &mut sql,
+            " AND search_text LIKE ? ESCAPE '\\'",
+            vec![format!("%{}%", like_escape(q)).into()],
+        );
+    }
+    let (cmp, order) = if f.ascending { (">", "ASC") } else { ("<", "DESC") };
+    if let Some((when, key)) = f.cursor.as_deref().and_then(|c| c.split_once('|')) {
+        cond(
+            &mut sql,
+            &format!(" AND (study_datetime {cmp} ? OR (study_datetime = ? AND study_key {cmp} ?))"),
+            vec![when.into(), when.into(), key.into()],
+        );
+    }
+    let limit = f.limit.clamp(1, 200);
+    cond(
+        &mut sql,
+        &format!(" ORDER BY study_datetime {order}, study_key {order} LIMIT ?"),
+        vec![(limit as i64 + 1).into()],
+    );
+    let rows = db.fetch_all(&sql, &args).await?;
+    let mut items = Vec::with_capacity(rows.len());
+    let mut keys = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let birth: Option<String> = r.get(7)?;
+        let study_date: Option<String> = r.get(12)?;
+        let modalities: String = r.get(9)?;
+        keys.push((r.get::<String>(22)?, r.get::<String>(0)?));
+        items.push(WorklistRow {
+            study_instance_uid: r.get(1)?,
+            hospital_id: uuid_at(r, 2)?,
+            alliance_id: opt_uuid_at(r, 3)?,
+            patient_id: r.get(4)?,
+            patient_name: r.get(5)?,
+            patient_sex: r.get(6)?,
+            patient_age: age(birth.as_deref(), study_date.as_deref()),
+            patient_erased: r.get(8)?,
+            modalities: modalities
+                .split(',')
+                .filter(|m| !m.is_empty())
+                .map(String::from)
+                .collect(),
+            body_part: r.get(10)?,
+            study_description: r.get(11)?,
+            study_date,
+            study_time: r.get(13)?,
+            accession_number: r.get(14)?,
+            referring_physician: r.get(15)?,
+            institution: r.get(16)?,
+            status: r.get(17)?,
+            instance_count: r.get(18)?,
+            size_bytes: r.get(19)?,
+            received_at: r.time(20)?,
+            updated_at: r.time(21)?,
+        });
+    }
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next_cursor = if more {
+        keys.get(limit as usize - 1).map(|(when, key)| format!("{when}|{key}"))
+    } else {
+        None
+    };
+    Ok(WorklistPage { items, next_cursor })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn study_times_sort_as_text_and_ages_count_whole_years() {
+        assert_eq!(
+            sortable_datetime(Some("20261128"), Some("083015.123")),
+            "20261128083015"
+        );
+        assert_eq!(sortable_datetime(Some("20261128"), None), "20261128000000");
+        assert_eq!(sortable_datetime(None, None), "00000000000000");
+        assert_eq!(age(Some("19800615"), Some("20260614")), Some(45));
+        assert_eq!(age(Some("19800615"), Some("20260615")), Some(46));
+        assert_eq!(age(Some("garbage"), Some("20260615")), None);
+        assert_eq!(age(Some("20300101"), Some("20260615")), None);
+    }
+}
