@@ -39,3 +39,48 @@ pub async fn stow_all(s: &TestServer, token: &str, instances: Vec<Vec<u8>>) {
     let r = stow(s, Some(token), &content_type(), multipart(&parts)).await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+/// `GET` a WADO-RS URL and split the multipart answer into its parts'
+/// bytes (each part carries a Content-Length).
+pub async fn retrieve(s: &TestServer, token: &str, path: &str) -> (u16, Vec<Vec<u8>>) {
+    let r = s.http.get(s.url(path)).bearer_auth(token).send().await.unwrap();
+    let status = r.status().as_u16();
+    let ctype = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = r.bytes().await.unwrap().to_vec();
+    if status != 200 {
+        return (status, vec![]);
+    }
+    assert!(
+        ctype.starts_with("multipart/related; type=\"application/dicom\""),
+        "{ctype}"
+    );
+    let boundary = ctype.split("boundary=").nth(1).unwrap().to_string();
+    let mut parts = Vec::new();
+    let mut pos = 0;
+    let opening = format!("--{boundary}\r\n");
+    while body[pos..].starts_with(opening.as_bytes()) {
+        pos += opening.len();
+        let header_end = pos + body[pos..].windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let headers = String::from_utf8_lossy(&body[pos..header_end]).to_string();
+        let len: usize = headers
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let start = header_end + 4;
+        parts.push(body[start..start + len].to_vec());
+        pos = start + len + 2;
+    }
+    assert!(
+        body[pos..].starts_with(format!("--{boundary}--").as_bytes()),
+        "closing boundary"
+    );
+    (status, parts)
+}

@@ -89,6 +89,30 @@ async fn stored_duplicate_and_refused_parts_are_answered_per_instance(d: &Deploy
     assert_eq!(conflict.status, 409, "{}", conflict.body);
     assert_eq!(conflict.body["00081198"]["Value"][0]["00081197"]["Value"][0], 0x0111);
 
+    // WADO-RS gives back exactly what was stored, at every level.
+    let study = r.body["00081190"]["Value"][0]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let (status, parts) =
+        medledger_tests::dicomweb::retrieve(&s, &o.u1_token, &format!("/dicomweb/studies/{study}")).await;
+    assert_eq!((status, parts.len()), (200, 2));
+    assert!(parts.contains(&ct(0)) && parts.contains(&ct(1)), "byte for byte");
+    let url = referenced[1]["00081190"]["Value"][0].as_str().unwrap();
+    let instance_path = &url[url.find("/dicomweb/").unwrap()..];
+    let (status, parts) = medledger_tests::dicomweb::retrieve(&s, &o.u1_token, instance_path).await;
+    assert_eq!((status, parts.len()), (200, 1));
+    let series_path = &instance_path[..instance_path.find("/instances/").unwrap()];
+    let (status, parts) = medledger_tests::dicomweb::retrieve(&s, &o.u1_token, series_path).await;
+    assert_eq!((status, parts.len()), (200, 2), "both instances share the series");
+    let (status, _) = medledger_tests::dicomweb::retrieve(&s, &o.h2_admin, &format!("/dicomweb/studies/{study}")).await;
+    assert_eq!(status, 403, "without study.view");
+    let (status, _) = medledger_tests::dicomweb::retrieve(&s, &o.u1_token, "/dicomweb/studies/1.2.3.4").await;
+    assert_eq!(status, 404);
+
     let types: Vec<String> = s
         .app()
         .store

@@ -218,3 +218,94 @@ mod tests {
         assert_eq!(boundary("application/dicom"), None);
     }
 }
+
+/// WADO-RS path parameters: study, optionally series and instance.
+#[derive(serde::Deserialize)]
+pub struct StudyPath {
+    study: String,
+    series: Option<String>,
+    instance: Option<String>,
+}
+
+/// A study, series or instance can hold at most this many instances per
+/// retrieval (larger studies page with series-level requests).
+const RETRIEVE_LIMIT: u32 = 10_000;
+
+/// Retrieve instances (WADO-RS): the stored objects exactly as received, as
+/// `multipart/related; type="application/dicom"`, streamed one part at a
+/// time from the blob store.
+#[utoipa::path(get, path = "/dicomweb/studies/{study}/series/{series}/instances/{instance}", security(("bearer" = [])),
+    params(("study" = String, Path), ("series" = String, Path), ("instance" = String, Path)),
+    responses((status = 200, description = "multipart/related; type=\"application/dicom\""),
+              (status = 401, body = super::problem::Problem), (status = 403, body = super::problem::Problem),
+              (status = 404, body = super::problem::Problem), (status = 406, body = super::problem::Problem)))]
+pub async fn retrieve(
+    State(state): State<AppState>,
+    Authenticated(p): Authenticated,
+    headers: axum::http::HeaderMap,
+    super::extract::ApiPath(path): super::extract::ApiPath<StudyPath>,
+) -> Result<Response, ApiError> {
+    authorize(&p, Action::ViewStudies, &p.tenant)?;
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("*/*");
+    let acceptable = accept.split(',').any(|a| {
+        let a = a.trim().to_ascii_lowercase();
+        let wants_dicom = a.contains("type=\"application/dicom\"")
+            || a.contains("type=application/dicom;")
+            || a.ends_with("type=application/dicom");
+        a.starts_with("*/*") || (a.starts_with("multipart/related") && (!a.contains("type=") || wants_dicom))
+    });
+    if !acceptable {
+        return Err(ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "not_acceptable",
+            "instances are served as multipart/related; type=\"application/dicom\"",
+        ));
+    }
+    let hospital = p.tenant.hospital_id.ok_or_else(ApiError::not_found)?;
+    let found = medledger_projections::read_models::instances::find(
+        &state.app.store.db(),
+        hospital,
+        &path.study,
+        path.series.as_deref(),
+        path.instance.as_deref(),
+        RETRIEVE_LIMIT,
+    )
+    .await?;
+    if found.is_empty() {
+        return Err(ApiError::not_found());
+    }
+    let boundary = format!("medledger-{}", uuid::Uuid::new_v4().simple());
+    let content_type = format!("multipart/related; type=\"application/dicom\"; boundary={boundary}");
+    let blobs = state.blobs.clone();
+    let closing = format!("--{boundary}--\r\n");
+    let parts = futures::stream::iter(found).then(move |instance| {
+        let blobs = blobs.clone();
+        let boundary = boundary.clone();
+        async move {
+            let bytes = blobs
+                .get(&instance.blob_key)
+                .await
+                .map_err(std::io::Error::other)?
+                .ok_or_else(|| std::io::Error::other(format!("blob {} is missing", instance.blob_key)))?;
+            let mut part = format!(
+                "--{boundary}\r\nContent-Type: application/dicom; transfer-syntax={}\r\nContent-Length: {}\r\n\r\n",
+                instance.transfer_syntax_uid,
+                bytes.len()
+            )
+            .into_bytes();
+            part.extend_from_slice(&bytes);
+            part.extend_from_slice(b"\r\n");
+            Ok::<_, std::io::Error>(bytes::Bytes::from(part))
+        }
+    });
+    let body = parts.chain(futures::stream::once(async move { Ok(bytes::Bytes::from(closing)) }));
+    let mut response = Response::new(axum::body::Body::from_stream(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&content_type).map_err(|_| ApiError::not_found())?,
+    );
+    Ok(response)
+}

@@ -125,6 +125,12 @@ pub fn router(state: AppState) -> Router {
             "/dicomweb/studies",
             post(dicomweb::stow).layer(DefaultBodyLimit::disable()),
         )
+        .route("/dicomweb/studies/{study}", get(dicomweb::retrieve))
+        .route("/dicomweb/studies/{study}/series/{series}", get(dicomweb::retrieve))
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/instances/{instance}",
+            get(dicomweb::retrieve),
+        )
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -49,6 +49,7 @@ use utoipa::{Modify, OpenApi};
         super::users::unfreeze,
         super::users::assign_roles,
         super::dicomweb::stow,
+        super::dicomweb::retrieve,
         super::studies::list,
     ),
     components(schemas(

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod audit_log;
+pub mod instances;
 pub mod organization;
 pub mod sessions;
 pub mod worklist;
@@ -21,6 +22,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(organization::Organization),
         Arc::new(sessions::Sessions),
         Arc::new(worklist::Worklist),
+        Arc::new(instances::Instances),
     ]
 }
 
