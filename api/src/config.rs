@@ -46,9 +46,22 @@ pub struct ServeConfig {
     #[arg(long, env = "MEDLEDGER_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
 
-    /// Reserved for the DICOM C-STORE SCP.
+    /// Where the DICOM C-STORE/C-ECHO SCP listens.
     #[arg(long, env = "MEDLEDGER_DICOM_ADDR", default_value = "127.0.0.1:11112")]
     pub dicom_addr: SocketAddr,
+
+    /// The SCP's own AE title.
+    #[arg(long, env = "MEDLEDGER_DICOM_AE_TITLE", default_value = "MEDLEDGER")]
+    pub dicom_ae_title: String,
+
+    /// Modalities and PACS allowed to send: `CALLING_AE=HOSPITAL_ID`, repeated
+    /// or comma-separated. Others are rejected at association.
+    #[arg(
+        long = "dicom-calling-ae",
+        env = "MEDLEDGER_DICOM_CALLING_AES",
+        value_delimiter = ','
+    )]
+    pub dicom_calling_aes: Vec<String>,
 
     /// The public base URL clients reach the platform at (QR codes point here).
     #[arg(long, env = "MEDLEDGER_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]

@@ -78,6 +78,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 stop_on_signal: true,
             };
             let running = server::start(&s.platform, options, Arc::new(SystemClock)).await?;
+            let (dicom_stop, dicom_stopped) = tokio::sync::watch::channel(false);
+            let dicom = server::DicomOptions {
+                addr: s.dicom_addr,
+                ae_title: s.dicom_ae_title.clone(),
+                calling_aes: s.dicom_calling_aes.clone(),
+            };
+            let (dicom_addr, dicom_task) =
+                server::start_dicom(&running.app, &running.blobs, &dicom, dicom_stopped).await?;
             if let Some(pw) = &running.operator_password {
                 println!("Created the platform operator account.");
                 println!("  login:    operator");
@@ -85,8 +93,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 println!("This password is shown once; change it after logging in.");
             }
             println!("MedLedger listening on http://{}", running.addr);
-            tracing::info!(addr = %running.addr, "serving");
+            println!("DICOM SCP {} listening on {dicom_addr}", dicom.ae_title);
+            tracing::info!(addr = %running.addr, %dicom_addr, "serving");
             running.wait().await?;
+            let _ = dicom_stop.send(true);
+            let _ = dicom_task.await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate(c) => {

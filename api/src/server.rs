@@ -19,6 +19,7 @@ pub struct RunningServer {
     pub operator_password: Option<String>,
     pub app: medledger_commands::App,
     pub status: medledger_projections::Status,
+    pub blobs: medledger_commands::blobs::BlobStore,
     stop: oneshot::Sender<()>,
     handle: JoinHandle<anyhow::Result<()>>,
 }
@@ -46,6 +47,70 @@ pub struct HttpOptions {
     pub stop_on_signal: bool,
 }
 
+/// The DICOM SCP: where it listens, its AE title, who may send.
+#[derive(Clone, Debug)]
+pub struct DicomOptions {
+    pub addr: SocketAddr,
+    pub ae_title: String,
+    /// `CALLING_AE=HOSPITAL_ID` entries.
+    pub calling_aes: Vec<String>,
+}
+
+/// Resolve `CALLING_AE=HOSPITAL_ID` entries to tenants (the hospital must exist).
+async fn calling_ae_registry(
+    app: &medledger_commands::App,
+    entries: &[String],
+) -> anyhow::Result<std::collections::HashMap<String, medledger_domain::identity::Tenant>> {
+    let mut out = std::collections::HashMap::new();
+    for entry in entries.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        let (ae, hospital) = entry
+            .split_once('=')
+            .with_context(|| format!("'{entry}': expected CALLING_AE=HOSPITAL_ID"))?;
+        let hospital: uuid::Uuid = hospital
+            .trim()
+            .parse()
+            .with_context(|| format!("'{entry}': bad hospital id"))?;
+        let (state, _) = app
+            .load::<medledger_domain::organization::hospital::Hospital>(&format!("hospital-{hospital}"))
+            .await?;
+        let h = state.hospital.with_context(|| format!("'{entry}': no such hospital"))?;
+        out.insert(
+            ae.trim().to_string(),
+            medledger_domain::identity::Tenant {
+                alliance_id: Some(h.alliance_id),
+                hospital_id: Some(h.id),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Start the C-STORE/C-ECHO SCP on the platform's store and blobs.
+pub async fn start_dicom(
+    app: &medledger_commands::App,
+    blobs: &medledger_commands::blobs::BlobStore,
+    options: &DicomOptions,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    let config = medledger_dicom_ingest::scp::ScpConfig {
+        ae_title: options.ae_title.clone(),
+        calling_aes: calling_ae_registry(app, &options.calling_aes).await?,
+        max_pdu_length: 64 * 1024,
+    };
+    let listener = tokio::net::TcpListener::bind(options.addr)
+        .await
+        .with_context(|| format!("binding the DICOM port {}", options.addr))?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(medledger_dicom_ingest::scp::serve(
+        listener,
+        Arc::new(config),
+        app.clone(),
+        blobs.clone(),
+        shutdown,
+    ));
+    Ok((addr, task))
+}
+
 pub async fn start(config: &Config, options: HttpOptions, clock: Arc<dyn Clock>) -> anyhow::Result<RunningServer> {
     let HttpOptions {
         addr: http_addr,
@@ -69,6 +134,7 @@ pub async fn start(config: &Config, options: HttpOptions, clock: Arc<dyn Clock>)
     };
     let app = platform.app.clone();
     let status = platform.runner.status();
+    let blobs = platform.blobs.clone();
     let listener = tokio::net::TcpListener::bind(http_addr)
         .await
         .with_context(|| format!("binding {http_addr}"))?;
@@ -99,6 +165,7 @@ pub async fn start(config: &Config, options: HttpOptions, clock: Arc<dyn Clock>)
         operator_password,
         app,
         status,
+        blobs,
         stop,
         handle,
     })

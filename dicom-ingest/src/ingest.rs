@@ -13,13 +13,14 @@
 use bytes::Bytes;
 use medledger_commands::blobs::BlobStore;
 use medledger_commands::codec::Metadata;
-use medledger_commands::store::{Guard, StoreError};
+use medledger_commands::store::{AppendRequest, ExpectedVersion, Guard, StoreError};
 use medledger_commands::{App, Error, Kind};
 use medledger_domain::identity::Tenant;
 use medledger_domain::imaging::study::{
     Arrival, InstanceAttributes, PatientAttributes, StoredObject, Study, StudyCommand, StudyEvent,
 };
 use medledger_domain::pii::PersonalData;
+use medledger_domain::Decider;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -123,35 +124,74 @@ pub async fn ingest(
     let stream = study_stream(hospital_id, &meta.study_instance_uid);
     let mut meta_for_events = metadata.clone();
     meta_for_events.tenant = *hospital;
-    // The SOP Instance UID is unique per hospital across studies too.
-    let guard = Guard::Claim {
-        scope: "sop-instance".into(),
-        key: format!("{hospital_id}/{}", meta.sop_instance_uid),
-        owner: stream.clone(),
-    };
-    let executed = app
-        .execute::<Study>(&stream, command, &meta_for_events, vec![guard])
-        .await
-        .map_err(|e| match e {
-            Error::Store(StoreError::GuardTaken { .. }) => Error::rejected(
-                Kind::Conflict,
-                "instance_in_other_study",
-                "this SOP Instance UID was already received in another study",
-            ),
-            other => other,
-        })?;
-    let outcome = match executed.events.first() {
-        Some(StudyEvent::InstanceStored { .. }) => Outcome::Stored,
-        Some(StudyEvent::InstanceDuplicateIgnored { .. }) => Outcome::Duplicate,
-        Some(StudyEvent::InstanceConflictRecorded { .. }) => Outcome::Conflict,
-        None => return Err(Error::Internal("the study decided nothing".into()).into()),
-    };
-    Ok(Ingested {
-        outcome,
-        metadata: meta,
-        blob_key,
-        position: executed.position(),
-    })
+    let sop_key = format!("{hospital_id}/{}", meta.sop_instance_uid);
+    // Many associations may fill one study at once: appends do not wait for
+    // each other (any stream version). What must be decided exactly — is
+    // this SOP Instance UID new? — is decided by its guard: a new instance
+    // claims it with an owner unique to this attempt, so of two racing
+    // arrivals one stores and the other, finding the key taken, reloads the
+    // study and is answered as a duplicate or a conflict.
+    for _ in 0..8 {
+        let (state, _) = app.load::<Study>(&stream).await?;
+        let ctx = app.ctx(&meta_for_events);
+        let events = Study::decide(&state, command.clone(), &ctx).map_err(Error::from)?;
+        let outcome = match events.first() {
+            Some(StudyEvent::InstanceStored { .. }) => Outcome::Stored,
+            Some(StudyEvent::InstanceDuplicateIgnored { .. }) => Outcome::Duplicate,
+            Some(StudyEvent::InstanceConflictRecorded { .. }) => Outcome::Conflict,
+            None => return Err(Error::Internal("the study decided nothing".into()).into()),
+        };
+        let new = app
+            .codec
+            .prepare(&events, &meta_for_events, ctx.now)
+            .await
+            .map_err(Error::from)?;
+        let mut request = AppendRequest::stream(&stream, ExpectedVersion::Any, new);
+        if outcome == Outcome::Stored {
+            request = request.with_guard(Guard::Claim {
+                scope: "sop-instance".into(),
+                key: sop_key.clone(),
+                owner: format!("{stream}#{}", Uuid::now_v7()),
+            });
+        }
+        match app.append(request).await {
+            Ok(r) => {
+                return Ok(Ingested {
+                    outcome,
+                    metadata: meta,
+                    blob_key,
+                    position: r.last_position,
+                })
+            }
+            Err(StoreError::GuardTaken { .. }) => {
+                let owner = app
+                    .store
+                    .guard_owner("sop-instance", &sop_key)
+                    .await
+                    .map_err(Error::from)?;
+                let same_study = owner
+                    .as_deref()
+                    .and_then(|o| o.split_once('#'))
+                    .map(|(s, _)| s == stream);
+                if same_study != Some(true) {
+                    return Err(Error::rejected(
+                        Kind::Conflict,
+                        "instance_in_other_study",
+                        "this SOP Instance UID was already received in another study",
+                    )
+                    .into());
+                }
+                // Another arrival stored it first: decide again on the new state.
+            }
+            Err(e) => return Err(Error::from(e).into()),
+        }
+    }
+    Err(Error::rejected(
+        Kind::Conflict,
+        "concurrent_modification",
+        "the study kept changing under this instance; send it again",
+    )
+    .into())
 }
 
 fn blob_error(e: medledger_commands::blobs::BlobError) -> Error {

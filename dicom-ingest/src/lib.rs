@@ -19,12 +19,15 @@
 //! - [`ingest`]: [`ingest::ingest`] stores a validated instance byte for byte
 //!   under a content-addressed key and records it in its study (stored,
 //!   duplicate, or conflict kept aside).
+//! - [`scp`]: [`scp::serve`] is the DIMSE C-STORE (and C-ECHO) SCP for modalities and PACS.
 //!
-//! The C-STORE SCP, STOW-RS, folder import and retrieval are not built yet.
+//! STOW-RS (in the API crate) and the SCP both end in [`ingest::ingest`].
+//! Folder import, rendering and thumbnails are not built yet.
 
 pub mod generate;
 pub mod ingest;
 pub mod parse;
+pub mod scp;
 
 /// DICOM tag constants (callers name tags, never numbers).
 pub use dicom_dictionary_std::tags;

@@ -18,6 +18,7 @@ medledger_tests::on_both_backends!(
     a_different_object_under_the_same_uid_is_kept_aside,
     a_bad_object_is_refused_without_writing,
     a_forgotten_patient_reads_as_erased,
+    many_arrivals_fill_one_study_at_once,
 );
 
 fn hospital() -> Tenant {
@@ -238,6 +239,63 @@ async fn a_forgotten_patient_reads_as_erased(b: &Backend) {
         .unwrap();
     assert_eq!(opened[0].payload["patient"]["patient_id"]["$pii"]["erased"], true);
     assert_eq!(opened[0].payload["patient"]["name"]["$pii"]["erased"], true);
+    assert_eq!(
+        medledger_commands::verify::verify(p.app.store.as_ref())
+            .await
+            .unwrap()
+            .failure,
+        None
+    );
+}
+
+/// Four senders fill one study at the same time, each also re-sending an
+/// instance another one sends: every instance is stored exactly once.
+async fn many_arrivals_fill_one_study_at_once(b: &Backend) {
+    let p = std::sync::Arc::new(platform(b).await);
+    let tasks: Vec<_> = (0..4u32)
+        .map(|t| {
+            let p = p.clone();
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                for i in 0..25u32 {
+                    for instance in [t * 25 + i, (t * 25 + i + 25) % 100] {
+                        let r = ingest(
+                            &p.app,
+                            &p.blobs,
+                            &hospital(),
+                            Bytes::from(ct(instance)),
+                            Arrival::CStore,
+                            &Metadata::system(),
+                        )
+                        .await
+                        .unwrap_or_else(|e| panic!("instance {instance}: {e}"));
+                        outcomes.push(r.outcome);
+                    }
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    let mut duplicates = 0;
+    for t in tasks {
+        for o in t.await.unwrap() {
+            match o {
+                Outcome::Stored => stored += 1,
+                Outcome::Duplicate => duplicates += 1,
+                Outcome::Conflict => panic!("same bytes are never a conflict"),
+            }
+        }
+    }
+    assert_eq!((stored, duplicates), (100, 100));
+    let meta = medledger_dicom_ingest::inspect(&ct(0)).unwrap();
+    let events = p
+        .app
+        .store
+        .read_stream(&study_stream(Uuid::from_u128(2), &meta.study_instance_uid), 0)
+        .await
+        .unwrap();
+    assert_eq!(events.iter().filter(|e| e.event_type == "InstanceStored").count(), 100);
     assert_eq!(
         medledger_commands::verify::verify(p.app.store.as_ref())
             .await
