@@ -92,6 +92,56 @@ async fn received_studies_are_listed_filtered_and_searched(d: &Deployment) {
             .assert_problem(400, "invalid_query");
     }
 
+    // QIDO-RS over the same studies (DICOM JSON).
+    let qido = |query: String| {
+        let s = &s;
+        let token = o.u1_token.clone();
+        async move {
+            let r = s
+                .http
+                .get(s.url(&format!("/dicomweb/studies{query}")))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: serde_json::Value = if status == 200 {
+                r.json().await.unwrap()
+            } else {
+                json!(null)
+            };
+            (status, body)
+        }
+    };
+    let (status, studies) = qido(format!("?PatientID={pid}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(studies.as_array().unwrap().len(), 1);
+    let study = &studies[0];
+    assert_eq!(study["00201208"]["Value"][0], 2, "IS as a number");
+    assert_eq!(study["00080061"]["Value"], json!(["CT"]));
+    assert_eq!(study["00100020"]["Value"][0], pid);
+    let name = first["patient_name"].as_str().unwrap();
+    let pattern = format!("{}*", &name[..name.len() - 1].to_lowercase());
+    let (_, by_name) = qido(format!("?PatientName={}", urlencode(&pattern))).await;
+    assert!(
+        by_name
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|st| st["00100020"]["Value"][0] == pid),
+        "wildcard, any case"
+    );
+    let uid = study["0020000D"]["Value"][0].as_str().unwrap().to_string();
+    let (_, by_uid) = qido(format!("?StudyInstanceUID={uid}")).await;
+    assert_eq!(by_uid.as_array().unwrap().len(), 1);
+    let (_, paged) = qido("?limit=2&offset=4".to_string()).await;
+    assert_eq!(paged.as_array().unwrap().len(), 2);
+    assert_eq!(qido("?ModalitiesInStudy=MR".to_string()).await.0, 204);
+    assert_eq!(qido("?StudyDate=19000101-19001231".to_string()).await.0, 204);
+    let date = study["00080020"]["Value"][0].as_str().unwrap().to_string();
+    assert_eq!(qido(format!("?StudyDate={date}-")).await.0, 200);
+    assert_eq!(qido("?StudyDate=yesterday".to_string()).await.0, 400);
+
     // Forgetting the patient erases their name and ID from the list and its search.
     let name = first["patient_name"].as_str().unwrap().to_lowercase();
     let subject = s.app().codec.keys().pseudonym(&format!("patient/{}", o.h1), pid);

@@ -309,3 +309,127 @@ pub async fn retrieve(
     );
     Ok(response)
 }
+
+/// QIDO-RS study keys by keyword or tag.
+fn qido_key(k: &str) -> &str {
+    match k {
+        "00100020" => "PatientID",
+        "00100010" => "PatientName",
+        "00080020" => "StudyDate",
+        "00080061" => "ModalitiesInStudy",
+        "00080050" => "AccessionNumber",
+        "0020000D" | "0020000d" => "StudyInstanceUID",
+        other => other,
+    }
+}
+
+fn pn(v: &Option<String>) -> Value {
+    match v {
+        Some(name) => json!({"vr": "PN", "Value": [{"Alphabetic": name}]}),
+        None => json!({"vr": "PN"}),
+    }
+}
+
+fn text(vr: &str, v: &Option<String>) -> Value {
+    match v {
+        Some(s) => json!({"vr": vr, "Value": [s]}),
+        None => json!({"vr": vr}),
+    }
+}
+
+/// Search studies (QIDO-RS): `PatientID`, `PatientName` (wildcards `*`/`?`,
+/// case-insensitive), `StudyDate` (`YYYYMMDD`, `A-B`, `A-`, `-B`),
+/// `ModalitiesInStudy`, `AccessionNumber`, `StudyInstanceUID` (repeated or
+/// comma-separated), `limit`, `offset`. Answers DICOM JSON (PS3.18 F.2;
+/// IS values as numbers).
+#[utoipa::path(get, path = "/dicomweb/studies", security(("bearer" = [])),
+    responses((status = 200, description = "application/dicom+json"), (status = 204, description = "no match"),
+              (status = 400, body = super::problem::Problem), (status = 401, body = super::problem::Problem),
+              (status = 403, body = super::problem::Problem)))]
+pub async fn search_studies(
+    State(state): State<AppState>,
+    Authenticated(p): Authenticated,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Result<Response, ApiError> {
+    authorize(&p, Action::ViewStudies, &p.tenant)?;
+    let hospital = p.tenant.hospital_id.ok_or_else(ApiError::not_found)?;
+    let bad = |d: &str| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", d.to_string());
+    let mut q = medledger_projections::read_models::worklist::StudyQuery {
+        hospital_id: hospital,
+        limit: 100,
+        ..Default::default()
+    };
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(raw.as_deref().unwrap_or("")).map_err(|_| bad("the query string is malformed"))?;
+    for (k, v) in pairs {
+        let v = v.trim().to_string();
+        match qido_key(&k) {
+            "PatientID" => q.patient_id = Some(v),
+            "PatientName" => q.patient_name = Some(v),
+            "ModalitiesInStudy" => q.modality = Some(v),
+            "AccessionNumber" => q.accession_number = Some(v),
+            "StudyInstanceUID" => q
+                .study_instance_uids
+                .extend(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty())),
+            "StudyDate" => {
+                let (from, to) = match v.split_once('-') {
+                    Some((a, b)) => (a.to_string(), b.to_string()),
+                    None => (v.clone(), v.clone()),
+                };
+                let check = |d: &str| d.is_empty() || (d.len() == 8 && d.chars().all(|c| c.is_ascii_digit()));
+                if !check(&from) || !check(&to) || (from.is_empty() && to.is_empty()) {
+                    return Err(bad("StudyDate is YYYYMMDD or a range YYYYMMDD-YYYYMMDD"));
+                }
+                q.date_from = (!from.is_empty()).then_some(from);
+                q.date_to = (!to.is_empty()).then_some(to);
+            }
+            "limit" => {
+                q.limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| bad("limit is 1 to 1000"))?
+            }
+            "offset" => {
+                q.offset = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n <= 100_000)
+                    .ok_or_else(|| bad("offset is 0 to 100000"))?
+            }
+            // Return keys and matching options we do not support are ignored, as PS3.18 allows.
+            _ => {}
+        }
+    }
+    let base = state.public_url.trim_end_matches('/').to_string();
+    let found = medledger_projections::read_models::worklist::match_studies(&state.app.store.db(), &q).await?;
+    if found.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let studies: Vec<Value> = found
+        .into_iter()
+        .map(|m| {
+            let r = m.row;
+            json!({
+                "00080020": text("DA", &r.study_date),
+                "00080030": text("TM", &r.study_time),
+                "00080050": text("SH", &r.accession_number),
+                "00080061": {"vr": "CS", "Value": r.modalities},
+                "00080090": pn(&r.referring_physician),
+                "00081030": text("LO", &r.study_description),
+                "00081190": {"vr": "UR", "Value": [format!("{base}/dicomweb/studies/{}", r.study_instance_uid)]},
+                "00100010": pn(&r.patient_name),
+                "00100020": text("LO", &r.patient_id),
+                "00100030": text("DA", &m.patient_birth_date),
+                "00100040": text("CS", &r.patient_sex),
+                "0020000D": ui(&r.study_instance_uid),
+                "00201208": {"vr": "IS", "Value": [r.instance_count]},
+            })
+        })
+        .collect();
+    let mut response = axum::Json(Value::Array(studies)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/dicom+json"));
+    Ok(response)
+}

@@ -123,7 +123,9 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .route(
             "/dicomweb/studies",
-            post(dicomweb::stow).layer(DefaultBodyLimit::disable()),
+            post(dicomweb::stow)
+                .get(dicomweb::search_studies)
+                .layer(DefaultBodyLimit::disable()),
         )
         .route("/dicomweb/studies/{study}", get(dicomweb::retrieve))
         .route("/dicomweb/studies/{study}/series/{series}", get(dicomweb::retrieve))

@@ -50,6 +50,7 @@ use utoipa::{Modify, OpenApi};
         super::users::assign_roles,
         super::dicomweb::stow,
         super::dicomweb::retrieve,
+        super::dicomweb::search_studies,
         super::studies::list,
     ),
     components(schemas(

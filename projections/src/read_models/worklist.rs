@@ -352,3 +352,140 @@ mod tests {
         assert_eq!(age(Some("20300101"), Some("20260615")), None);
     }
 }
+
+/// QIDO-RS study-level matching (PS3.18 §8.3.4 on the attributes the
+/// worklist holds). All given keys must match.
+#[derive(Clone, Debug, Default)]
+pub struct StudyQuery {
+    pub hospital_id: Uuid,
+    pub study_instance_uids: Vec<String>,
+    pub patient_id: Option<String>,
+    /// DICOM wildcards `*` and `?`, case-insensitive.
+    pub patient_name: Option<String>,
+    /// Inclusive DA bounds (`YYYYMMDD`).
+    pub date_from: Option<String>,
+    pub date_to: Option<String>,
+    pub modality: Option<String>,
+    pub accession_number: Option<String>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+/// A study as QIDO-RS answers it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StudyMatch {
+    pub row: WorklistRow,
+    pub patient_birth_date: Option<String>,
+}
+
+/// DICOM wildcard matching as a LIKE pattern (other LIKE characters escaped).
+pub fn dicom_wildcard(value: &str) -> String {
+    let mut out = String::new();
+    for c in value.to_lowercase().chars() {
+        match c {
+            '*' => out.push('%'),
+            '?' => out.push('_'),
+            '%' | '_' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+pub async fn match_studies(db: &Db, q: &StudyQuery) -> Result<Vec<StudyMatch>, ProjectionError> {
+    let mut sql = String::from(
+        "SELECT study_key, study_instance_uid, hospital_id, alliance_id, patient_id, patient_name, patient_sex, \
+         patient_birth_date, patient_erased, modalities, body_part, study_description, study_date, study_time, \
+         accession_number, referring_physician, institution, status, instance_count, size_bytes, received_at, updated_at \
+         FROM rm_worklist WHERE hospital_id = $1",
+    );
+    let mut args: Vec<Arg> = vec![q.hospital_id.into()];
+    let mut push = |sql: &mut String, clause: &str, v: Arg| {
+        args.push(v);
+        sql.push_str(&clause.replace('?', &format!("${}", args.len())));
+    };
+    if !q.study_instance_uids.is_empty() {
+        sql.push_str(" AND study_instance_uid IN (");
+        for (i, uid) in q.study_instance_uids.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            push(&mut sql, "?", uid.into());
+        }
+        sql.push(')');
+    }
+    if let Some(v) = &q.patient_id {
+        push(&mut sql, " AND patient_id = ?", v.into());
+    }
+    if let Some(v) = &q.patient_name {
+        push(
+            &mut sql,
+            " AND LOWER(patient_name) LIKE ? ESCAPE '\\'",
+            dicom_wildcard(v).into(),
+        );
+    }
+    if let Some(v) = &q.date_from {
+        push(&mut sql, " AND study_date >= ?", v.into());
+    }
+    if let Some(v) = &q.date_to {
+        push(&mut sql, " AND study_date <= ?", v.into());
+    }
+    if let Some(v) = &q.modality {
+        push(
+            &mut sql,
+            " AND (',' || modalities || ',') LIKE ? ESCAPE '\\'",
+            format!("%,{},%", like_escape(v).to_uppercase()).into(),
+        );
+    }
+    if let Some(v) = &q.accession_number {
+        push(&mut sql, " AND accession_number = ?", v.into());
+    }
+    push(
+        &mut sql,
+        " ORDER BY study_datetime DESC, study_key DESC LIMIT ?",
+        (q.limit.clamp(1, 1000) as i64).into(),
+    );
+    push(&mut sql, " OFFSET ?", (q.offset as i64).into());
+    let rows = db.fetch_all(&sql, &args).await?;
+    rows.iter()
+        .map(|r| {
+            let birth: Option<String> = r.get(7)?;
+            let study_date: Option<String> = r.get(12)?;
+            let modalities: String = r.get(9)?;
+            Ok(StudyMatch {
+                row: WorklistRow {
+                    study_instance_uid: r.get(1)?,
+                    hospital_id: uuid_at(r, 2)?,
+                    alliance_id: opt_uuid_at(r, 3)?,
+                    patient_id: r.get(4)?,
+                    patient_name: r.get(5)?,
+                    patient_sex: r.get(6)?,
+                    patient_age: age(birth.as_deref(), study_date.as_deref()),
+                    patient_erased: r.get(8)?,
+                    modalities: modalities
+                        .split(',')
+                        .filter(|m| !m.is_empty())
+                        .map(String::from)
+                        .collect(),
+                    body_part: r.get(10)?,
+                    study_description: r.get(11)?,
+                    study_date,
+                    study_time: r.get(13)?,
+                    accession_number: r.get(14)?,
+                    referring_physician: r.get(15)?,
+                    institution: r.get(16)?,
+                    status: r.get(17)?,
+                    instance_count: r.get(18)?,
+                    size_bytes: r.get(19)?,
+                    received_at: r.time(20)?,
+                    updated_at: r.time(21)?,
+                },
+                patient_birth_date: birth,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(ProjectionError::from)
+}
