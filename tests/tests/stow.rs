@@ -108,6 +108,43 @@ async fn stored_duplicate_and_refused_parts_are_answered_per_instance(d: &Deploy
     let series_path = &instance_path[..instance_path.find("/instances/").unwrap()];
     let (status, parts) = medledger_tests::dicomweb::retrieve(&s, &o.u1_token, series_path).await;
     assert_eq!((status, parts.len()), (200, 2), "both instances share the series");
+    // QIDO-RS series and instance levels.
+    let series: serde_json::Value = s
+        .http
+        .get(s.url(&format!("/dicomweb/studies/{study}/series")))
+        .bearer_auth(&o.u1_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(series.as_array().unwrap().len(), 1);
+    assert_eq!(series[0]["00201209"]["Value"][0], 2, "two instances in the series");
+    let series_uid = series[0]["0020000E"]["Value"][0].as_str().unwrap();
+    let instances: serde_json::Value = s
+        .http
+        .get(s.url(&format!("/dicomweb/studies/{study}/series/{series_uid}/instances")))
+        .bearer_auth(&o.u1_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(instances.as_array().unwrap().len(), 2);
+    assert_eq!(instances[0]["00280010"]["Value"][0], 64, "rows");
+    assert_eq!(
+        s.http
+            .get(s.url("/dicomweb/studies/1.2.3/series"))
+            .bearer_auth(&o.u1_token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        204
+    );
     let (status, _) = medledger_tests::dicomweb::retrieve(&s, &o.h2_admin, &format!("/dicomweb/studies/{study}")).await;
     assert_eq!(status, 403, "without study.view");
     let (status, _) = medledger_tests::dicomweb::retrieve(&s, &o.u1_token, "/dicomweb/studies/1.2.3.4").await;

@@ -433,3 +433,80 @@ pub async fn search_studies(
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/dicom+json"));
     Ok(response)
 }
+
+fn is(v: Option<i64>) -> Value {
+    match v {
+        Some(n) => json!({"vr": "IS", "Value": [n]}),
+        None => json!({"vr": "IS"}),
+    }
+}
+
+/// QIDO-RS series and instance levels: `/dicomweb/studies/{study}/series`
+/// and `/dicomweb/studies/{study}/series/{series}/instances`.
+#[utoipa::path(get, path = "/dicomweb/studies/{study}/series", security(("bearer" = [])),
+    params(("study" = String, Path)),
+    responses((status = 200, description = "application/dicom+json"), (status = 204, description = "no match"),
+              (status = 401, body = super::problem::Problem), (status = 403, body = super::problem::Problem)))]
+pub async fn search_series(
+    State(state): State<AppState>,
+    Authenticated(p): Authenticated,
+    super::extract::ApiPath(path): super::extract::ApiPath<StudyPath>,
+) -> Result<Response, ApiError> {
+    authorize(&p, Action::ViewStudies, &p.tenant)?;
+    let hospital = p.tenant.hospital_id.ok_or_else(ApiError::not_found)?;
+    let base = state.public_url.trim_end_matches('/').to_string();
+    let db = state.app.store.db();
+    let items: Vec<Value> = match &path.series {
+        None => medledger_projections::read_models::instances::series_of(&db, hospital, &path.study)
+            .await?
+            .into_iter()
+            .map(|s| {
+                json!({
+                    "0020000D": ui(&path.study),
+                    "0020000E": ui(&s.series_instance_uid),
+                    "00080060": text("CS", &s.modality),
+                    "0008103E": text("LO", &s.series_description),
+                    "00200011": is(s.series_number),
+                    "00201209": {"vr": "IS", "Value": [s.instances]},
+                    "00081190": {"vr": "UR", "Value": [format!("{base}/dicomweb/studies/{}/series/{}", path.study, s.series_instance_uid)]},
+                })
+            })
+            .collect(),
+        Some(series) => medledger_projections::read_models::instances::find(
+            &db,
+            hospital,
+            &path.study,
+            Some(series),
+            None,
+            RETRIEVE_LIMIT,
+        )
+        .await?
+        .into_iter()
+        .map(|i| {
+            json!({
+                "0020000D": ui(&i.study_instance_uid),
+                "0020000E": ui(&i.series_instance_uid),
+                "00080016": ui(&i.sop_class_uid),
+                "00080018": ui(&i.sop_instance_uid),
+                "00020010": ui(&i.transfer_syntax_uid),
+                "00200013": is(i.instance_number),
+                "00280008": is(Some(i.number_of_frames)),
+                "00280010": {"vr": "US", "Value": i.rows.into_iter().collect::<Vec<_>>()},
+                "00280011": {"vr": "US", "Value": i.columns.into_iter().collect::<Vec<_>>()},
+                "00081190": {"vr": "UR", "Value": [format!(
+                    "{base}/dicomweb/studies/{}/series/{}/instances/{}",
+                    i.study_instance_uid, i.series_instance_uid, i.sop_instance_uid
+                )]},
+            })
+        })
+        .collect(),
+    };
+    if items.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let mut response = axum::Json(Value::Array(items)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/dicom+json"));
+    Ok(response)
+}

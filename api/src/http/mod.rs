@@ -128,6 +128,11 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::disable()),
         )
         .route("/dicomweb/studies/{study}", get(dicomweb::retrieve))
+        .route("/dicomweb/studies/{study}/series", get(dicomweb::search_series))
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/instances",
+            get(dicomweb::search_series),
+        )
         .route("/dicomweb/studies/{study}/series/{series}", get(dicomweb::retrieve))
         .route(
             "/dicomweb/studies/{study}/series/{series}/instances/{instance}",

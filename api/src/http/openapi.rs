@@ -51,6 +51,7 @@ use utoipa::{Modify, OpenApi};
         super::dicomweb::stow,
         super::dicomweb::retrieve,
         super::dicomweb::search_studies,
+        super::dicomweb::search_series,
         super::studies::list,
     ),
     components(schemas(

@@ -146,3 +146,36 @@ pub async fn find(
         .collect::<Result<_, sqlx::Error>>()
         .map_err(ProjectionError::from)
 }
+
+/// The series of a study with their instance counts (QIDO-RS series level).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeriesView {
+    pub series_instance_uid: String,
+    pub modality: Option<String>,
+    pub series_number: Option<i64>,
+    pub series_description: Option<String>,
+    pub instances: i64,
+}
+
+pub async fn series_of(db: &Db, hospital_id: Uuid, study: &str) -> Result<Vec<SeriesView>, ProjectionError> {
+    let rows = db
+        .fetch_all(
+            "SELECT series_instance_uid, MIN(modality), MIN(series_number), MIN(series_description), COUNT(*) \
+             FROM rm_instances WHERE hospital_id = $1 AND study_instance_uid = $2 \
+             GROUP BY series_instance_uid ORDER BY MIN(series_number), series_instance_uid",
+            &[Arg::from(hospital_id), Arg::from(study)],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(SeriesView {
+                series_instance_uid: r.get(0)?,
+                modality: r.get(1)?,
+                series_number: r.get(2)?,
+                series_description: r.get(3)?,
+                instances: r.get(4)?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(ProjectionError::from)
+}
