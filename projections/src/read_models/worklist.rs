@@ -228,14 +228,50 @@ fn like_escape(q: &str) -> String {
         .replace('_', "\\_")
 }
 
+/// The columns every worklist query selects, in [`decode_row`]'s order.
+const ROW_COLUMNS: &str = "study_key, study_instance_uid, hospital_id, alliance_id, patient_id, patient_name, \
+     patient_sex, patient_birth_date, patient_erased, modalities, body_part, study_description, study_date, study_time, \
+     accession_number, referring_physician, institution, status, instance_count, size_bytes, received_at, updated_at, \
+     study_datetime";
+
+/// One worklist row (and the raw birth date) from [`ROW_COLUMNS`].
+fn decode_row(r: &medledger_commands::db::DbRow) -> Result<(WorklistRow, Option<String>), sqlx::Error> {
+    let birth: Option<String> = r.get(7)?;
+    let study_date: Option<String> = r.get(12)?;
+    let modalities: String = r.get(9)?;
+    let row = WorklistRow {
+        study_instance_uid: r.get(1)?,
+        hospital_id: uuid_at(r, 2)?,
+        alliance_id: opt_uuid_at(r, 3)?,
+        patient_id: r.get(4)?,
+        patient_name: r.get(5)?,
+        patient_sex: r.get(6)?,
+        patient_age: age(birth.as_deref(), study_date.as_deref()),
+        patient_erased: r.get(8)?,
+        modalities: modalities
+            .split(',')
+            .filter(|m| !m.is_empty())
+            .map(String::from)
+            .collect(),
+        body_part: r.get(10)?,
+        study_description: r.get(11)?,
+        study_date,
+        study_time: r.get(13)?,
+        accession_number: r.get(14)?,
+        referring_physician: r.get(15)?,
+        institution: r.get(16)?,
+        status: r.get(17)?,
+        instance_count: r.get(18)?,
+        size_bytes: r.get(19)?,
+        received_at: r.time(20)?,
+        updated_at: r.time(21)?,
+    };
+    Ok((row, birth))
+}
+
 /// A page of the worklist, newest (or oldest) study first, keyset-paginated.
 pub async fn list(db: &Db, f: &WorklistFilter) -> Result<WorklistPage, ProjectionError> {
-    let mut sql = String::from(
-        "SELECT study_key, study_instance_uid, hospital_id, alliance_id, patient_id, patient_name, patient_sex, \
-         patient_birth_date, patient_erased, modalities, body_part, study_description, study_date, study_time, \
-         accession_number, referring_physician, institution, status, instance_count, size_bytes, received_at, updated_at, \
-         study_datetime FROM rm_worklist WHERE 1 = 1",
-    );
+    let mut sql = format!("SELECT {ROW_COLUMNS} FROM rm_worklist WHERE 1 = 1");
     let mut args: Vec<Arg> = Vec::new();
     let mut cond = |sql: &mut String, clause: &str, values: Vec<Arg>| {
         let mut clause = clause.to_string();
@@ -292,37 +328,9 @@ pub async fn list(db: &Db, f: &WorklistFilter) -> Result<WorklistPage, Projectio
     let mut items = Vec::with_capacity(rows.len());
     let mut keys = Vec::with_capacity(rows.len());
     for r in &rows {
-        let birth: Option<String> = r.get(7)?;
-        let study_date: Option<String> = r.get(12)?;
-        let modalities: String = r.get(9)?;
+        let (row, _) = decode_row(r)?;
         keys.push((r.get::<String>(22)?, r.get::<String>(0)?));
-        items.push(WorklistRow {
-            study_instance_uid: r.get(1)?,
-            hospital_id: uuid_at(r, 2)?,
-            alliance_id: opt_uuid_at(r, 3)?,
-            patient_id: r.get(4)?,
-            patient_name: r.get(5)?,
-            patient_sex: r.get(6)?,
-            patient_age: age(birth.as_deref(), study_date.as_deref()),
-            patient_erased: r.get(8)?,
-            modalities: modalities
-                .split(',')
-                .filter(|m| !m.is_empty())
-                .map(String::from)
-                .collect(),
-            body_part: r.get(10)?,
-            study_description: r.get(11)?,
-            study_date,
-            study_time: r.get(13)?,
-            accession_number: r.get(14)?,
-            referring_physician: r.get(15)?,
-            institution: r.get(16)?,
-            status: r.get(17)?,
-            instance_count: r.get(18)?,
-            size_bytes: r.get(19)?,
-            received_at: r.time(20)?,
-            updated_at: r.time(21)?,
-        });
+        items.push(row);
     }
     let more = items.len() > limit as usize;
     items.truncate(limit as usize);
@@ -396,12 +404,7 @@ pub fn dicom_wildcard(value: &str) -> String {
 }
 
 pub async fn match_studies(db: &Db, q: &StudyQuery) -> Result<Vec<StudyMatch>, ProjectionError> {
-    let mut sql = String::from(
-        "SELECT study_key, study_instance_uid, hospital_id, alliance_id, patient_id, patient_name, patient_sex, \
-         patient_birth_date, patient_erased, modalities, body_part, study_description, study_date, study_time, \
-         accession_number, referring_physician, institution, status, instance_count, size_bytes, received_at, updated_at \
-         FROM rm_worklist WHERE hospital_id = $1",
-    );
+    let mut sql = format!("SELECT {ROW_COLUMNS} FROM rm_worklist WHERE hospital_id = $1");
     let mut args: Vec<Arg> = vec![q.hospital_id.into()];
     let mut push = |sql: &mut String, clause: &str, v: Arg| {
         args.push(v);
@@ -452,38 +455,10 @@ pub async fn match_studies(db: &Db, q: &StudyQuery) -> Result<Vec<StudyMatch>, P
     let rows = db.fetch_all(&sql, &args).await?;
     rows.iter()
         .map(|r| {
-            let birth: Option<String> = r.get(7)?;
-            let study_date: Option<String> = r.get(12)?;
-            let modalities: String = r.get(9)?;
+            let (row, patient_birth_date) = decode_row(r)?;
             Ok(StudyMatch {
-                row: WorklistRow {
-                    study_instance_uid: r.get(1)?,
-                    hospital_id: uuid_at(r, 2)?,
-                    alliance_id: opt_uuid_at(r, 3)?,
-                    patient_id: r.get(4)?,
-                    patient_name: r.get(5)?,
-                    patient_sex: r.get(6)?,
-                    patient_age: age(birth.as_deref(), study_date.as_deref()),
-                    patient_erased: r.get(8)?,
-                    modalities: modalities
-                        .split(',')
-                        .filter(|m| !m.is_empty())
-                        .map(String::from)
-                        .collect(),
-                    body_part: r.get(10)?,
-                    study_description: r.get(11)?,
-                    study_date,
-                    study_time: r.get(13)?,
-                    accession_number: r.get(14)?,
-                    referring_physician: r.get(15)?,
-                    institution: r.get(16)?,
-                    status: r.get(17)?,
-                    instance_count: r.get(18)?,
-                    size_bytes: r.get(19)?,
-                    received_at: r.time(20)?,
-                    updated_at: r.time(21)?,
-                },
-                patient_birth_date: birth,
+                row,
+                patient_birth_date,
             })
         })
         .collect::<Result<_, sqlx::Error>>()
