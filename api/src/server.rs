@@ -85,6 +85,33 @@ async fn calling_ae_registry(
     Ok(out)
 }
 
+/// The hospitals' registered DICOM peers, read from their read model before each association.
+pub fn peer_registry(db: medledger_commands::db::Db) -> medledger_dicom_ingest::scp::PeerRegistry {
+    Arc::new(move || {
+        let db = db.clone();
+        Box::pin(async move {
+            match medledger_projections::read_models::imaging_settings::dicom_peers(&db, None).await {
+                Ok(peers) => peers
+                    .into_iter()
+                    .map(|p| {
+                        (
+                            p.ae_title,
+                            medledger_domain::identity::Tenant {
+                                alliance_id: p.alliance_id,
+                                hospital_id: Some(p.hospital_id),
+                            },
+                        )
+                    })
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the registered DICOM peers");
+                    Default::default()
+                }
+            }
+        })
+    })
+}
+
 /// Start the C-STORE/C-ECHO SCP on the platform's store and blobs.
 pub async fn start_dicom(
     app: &medledger_commands::App,
@@ -96,6 +123,7 @@ pub async fn start_dicom(
         ae_title: options.ae_title.clone(),
         calling_aes: calling_ae_registry(app, &options.calling_aes).await?,
         max_pdu_length: 64 * 1024,
+        peers: Some(peer_registry(app.store.db())),
     };
     let listener = tokio::net::TcpListener::bind(options.addr)
         .await

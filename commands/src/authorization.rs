@@ -37,6 +37,15 @@ pub enum Action {
     UploadStudies,
     /// See a hospital's studies (the worklist).
     ViewStudies,
+    /// Show a study to a colleague (`study.share`).
+    ShareStudies,
+    /// Soft delete, restore, archive and retrieve studies (hospital administrators).
+    ManageStudies,
+    /// The hospital's storage plan and DICOM peers (hospital administrators).
+    ConfigureImaging,
+    /// Storage usage and the upload log: the operator, the alliance's administrators, the
+    /// hospital's administrators.
+    ViewStorage,
 }
 
 /// May `principal` do `action` on objects of `target`?
@@ -57,6 +66,12 @@ pub fn authorize(principal: &Principal, action: Action, target: &Tenant) -> Resu
         Action::ManageRoles => hospital_admin_or(Permission::AdminRoles),
         Action::UploadStudies => principal.tenant.hospital_id.is_some() && principal.has(Permission::StudyUpload),
         Action::ViewStudies => principal.tenant.hospital_id.is_some() && principal.has(Permission::StudyView),
+        Action::ShareStudies => principal.tenant.hospital_id.is_some() && principal.has(Permission::StudyShare),
+        Action::ManageStudies | Action::ConfigureImaging => hospital_admin_or(Permission::AdminHospital),
+        Action::ViewStorage => match level {
+            AccountRole::PlatformOperator | AccountRole::AllianceAdministrator => true,
+            _ => hospital_admin_or(Permission::AdminHospital),
+        },
         Action::ViewOperationLog => match level {
             AccountRole::PlatformOperator | AccountRole::AllianceAdministrator => true,
             _ => hospital_admin_or(Permission::AdminAudit),

@@ -108,6 +108,34 @@ impl BlobStore {
         }
     }
 
+    /// Copies the blob under `from` to `to` (replacing what was there).
+    pub async fn copy(&self, from: &str, to: &str) -> Result<(), BlobError> {
+        let (from, to) = (parse_key(from)?, parse_key(to)?);
+        self.store.copy(&from, &to).await?;
+        Ok(())
+    }
+
+    /// Removes every blob whose key starts with `prefix/`; returns how many.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<u64, BlobError> {
+        use futures::TryStreamExt;
+        let path = parse_key(prefix)?;
+        let found: Vec<_> = self
+            .store
+            .list(Some(&path))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await?;
+        let mut removed = 0;
+        for location in found {
+            match self.store.delete(&location).await {
+                Ok(()) => removed += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(removed)
+    }
+
     /// Whether a blob is stored under `key`.
     pub async fn exists(&self, key: &str) -> Result<bool, BlobError> {
         let path = parse_key(key)?;

@@ -86,6 +86,8 @@ pub fn catalog() -> Vec<EventTypeInfo> {
         DepartmentEvent::catalog(),
         RoleEvent::catalog(),
         StudyEvent::catalog(),
+        medledger_domain::imaging::settings::ImagingSettingsEvent::catalog(),
+        medledger_domain::imaging::worklist_columns::WorklistColumnsEvent::catalog(),
         AdministrationEvent::catalog(),
     ]
     .concat()

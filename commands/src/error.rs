@@ -189,7 +189,39 @@ mod table {
 
     impl Rejection for medledger_domain::imaging::study::StudyError {
         fn kind_and_code(&self) -> (Kind, &'static str) {
-            (Kind::Conflict, "instance_in_other_study")
+            use medledger_domain::imaging::study::StudyError as E;
+            match self {
+                E::WrongStudy { .. } => (Kind::Conflict, "instance_in_other_study"),
+                E::NoSuchStudy => (Kind::NotFound, "not_found"),
+                E::Deleted => (Kind::Conflict, "study_deleted"),
+                E::NotDeleted => (Kind::Conflict, "study_not_deleted"),
+                E::Archived => (Kind::Conflict, "study_archived"),
+                E::NotArchived => (Kind::Conflict, "study_not_archived"),
+                E::Erased => (Kind::Gone, "study_erased"),
+                E::ShareWithSelf => (Kind::Invalid, "share_with_self"),
+                E::NoteTooLong => (Kind::Invalid, "note_too_long"),
+                E::ReasonRequired => (Kind::Invalid, "reason_required"),
+                E::NoActor => (Kind::Forbidden, "actor_required"),
+            }
+        }
+    }
+
+    impl Rejection for medledger_domain::imaging::worklist_columns::WorklistColumnsError {
+        fn kind_and_code(&self) -> (Kind, &'static str) {
+            (Kind::Invalid, "invalid_columns")
+        }
+    }
+
+    impl Rejection for medledger_domain::imaging::settings::ImagingSettingsError {
+        fn kind_and_code(&self) -> (Kind, &'static str) {
+            use medledger_domain::imaging::settings::ImagingSettingsError as E;
+            match self {
+                E::BadPlanText => (Kind::Invalid, "invalid_storage_plan"),
+                E::BadValidity => (Kind::Invalid, "invalid_storage_validity"),
+                E::BadAeTitle => (Kind::Invalid, "invalid_ae_title"),
+                E::DescriptionTooLong => (Kind::Invalid, "description_too_long"),
+                E::UnknownPeer => (Kind::NotFound, "not_found"),
+            }
         }
     }
 

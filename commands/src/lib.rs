@@ -24,6 +24,7 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod identity;
+pub mod imaging;
 pub mod media;
 pub mod organization;
 pub mod relay;

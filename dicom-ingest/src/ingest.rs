@@ -17,7 +17,7 @@ use medledger_commands::store::{AppendRequest, ExpectedVersion, Guard, StoreErro
 use medledger_commands::{App, Error, Kind};
 use medledger_domain::identity::Tenant;
 use medledger_domain::imaging::study::{
-    Arrival, InstanceAttributes, PatientAttributes, StoredObject, Study, StudyCommand, StudyEvent,
+    Arrival, InstanceAttributes, PatientAttributes, StoredObject, Study, StudyCommand, StudyEvent, StudyState,
 };
 use medledger_domain::pii::PersonalData;
 use medledger_domain::Decider;
@@ -53,9 +53,7 @@ pub enum IngestError {
     Failed(#[from] Error),
 }
 
-pub fn study_stream(hospital_id: Uuid, study_instance_uid: &str) -> String {
-    format!("study-{hospital_id}.{study_instance_uid}")
-}
+pub use medledger_commands::imaging::study_stream;
 
 /// Validate, store and record one received Part-10 object for `hospital`.
 pub async fn ingest(
@@ -117,29 +115,32 @@ pub async fn ingest(
         object: StoredObject {
             blob_key: blob_key.clone(),
             size,
-            sha256,
+            sha256: sha256.clone(),
         },
         arrival,
+        dataset: (!meta.dicom_json.is_empty()).then(|| PersonalData::new(subject, meta.dicom_json.clone())),
     };
     let stream = study_stream(hospital_id, &meta.study_instance_uid);
     let mut meta_for_events = metadata.clone();
     meta_for_events.tenant = *hospital;
     let sop_key = format!("{hospital_id}/{}", meta.sop_instance_uid);
     // Many associations may fill one study at once: appends do not wait for
-    // each other (any stream version). What must be decided exactly — is
-    // this SOP Instance UID new? — is decided by its guard: a new instance
-    // claims it with an owner unique to this attempt, so of two racing
-    // arrivals one stores and the other, finding the key taken, reloads the
-    // study and is answered as a duplicate or a conflict.
+    // each other (any stream version), and an arrival does not load the study.
+    // What must be decided exactly — is this SOP Instance UID new? — is decided
+    // by its guard: a new instance claims it with an owner naming the study
+    // stream, the content hash and this attempt, so of two racing arrivals one
+    // stores and the other, finding the key taken, learns the kept hash from
+    // the owner and is answered as a duplicate or a conflict by the same
+    // decider, on a state that knows just that instance.
+    let mut state = StudyState::knowing(&meta.study_instance_uid, &meta.sop_instance_uid, None);
     for _ in 0..8 {
-        let (state, _) = app.load::<Study>(&stream).await?;
         let ctx = app.ctx(&meta_for_events);
         let events = Study::decide(&state, command.clone(), &ctx).map_err(Error::from)?;
         let outcome = match events.first() {
             Some(StudyEvent::InstanceStored { .. }) => Outcome::Stored,
             Some(StudyEvent::InstanceDuplicateIgnored { .. }) => Outcome::Duplicate,
             Some(StudyEvent::InstanceConflictRecorded { .. }) => Outcome::Conflict,
-            None => return Err(Error::Internal("the study decided nothing".into()).into()),
+            _ => return Err(Error::Internal("the study decided nothing".into()).into()),
         };
         let new = app
             .codec
@@ -151,7 +152,7 @@ pub async fn ingest(
             request = request.with_guard(Guard::Claim {
                 scope: "sop-instance".into(),
                 key: sop_key.clone(),
-                owner: format!("{stream}#{}", Uuid::now_v7()),
+                owner: format!("{stream}#{sha256}#{}", Uuid::now_v7()),
             });
         }
         match app.append(request).await {
@@ -168,12 +169,11 @@ pub async fn ingest(
                     .store
                     .guard_owner("sop-instance", &sop_key)
                     .await
-                    .map_err(Error::from)?;
-                let same_study = owner
-                    .as_deref()
-                    .and_then(|o| o.split_once('#'))
-                    .map(|(s, _)| s == stream);
-                if same_study != Some(true) {
+                    .map_err(Error::from)?
+                    .unwrap_or_default();
+                let mut parts = owner.splitn(3, '#');
+                let (owner_stream, kept) = (parts.next().unwrap_or_default(), parts.next());
+                if owner_stream != stream {
                     return Err(Error::rejected(
                         Kind::Conflict,
                         "instance_in_other_study",
@@ -181,7 +181,14 @@ pub async fn ingest(
                     )
                     .into());
                 }
-                // Another arrival stored it first: decide again on the new state.
+                state = match kept {
+                    // The owner names the kept content: decide on just that.
+                    Some(sha) if sha.len() == 64 => {
+                        StudyState::knowing(&meta.study_instance_uid, &meta.sop_instance_uid, Some(sha))
+                    }
+                    // An owner written before hashes were named: read the study.
+                    _ => app.load::<Study>(&stream).await?.0,
+                };
             }
             Err(e) => return Err(Error::from(e).into()),
         }

@@ -26,6 +26,7 @@
 
 pub mod generate;
 pub mod ingest;
+pub mod json;
 pub mod parse;
 pub mod scp;
 

@@ -74,6 +74,10 @@ pub struct InstanceMetadata {
     pub columns: Option<u16>,
     pub bits_allocated: Option<u16>,
     pub photometric_interpretation: Option<String>,
+    /// The data set as DICOM JSON (PS3.18 F.2), pixel data and large binaries as bulk data
+    /// URIs relative to the server root: what WADO-RS `/metadata` answers.
+    #[serde(default)]
+    pub dicom_json: String,
 }
 
 /// Why an instance was refused: a stable machine `code` and a human `reason`.
@@ -129,7 +133,14 @@ pub fn inspect(bytes: &[u8]) -> Result<InstanceMetadata, Rejection> {
         .read_until(tags::PIXEL_DATA)
         .from_reader(bytes)
         .map_err(|e| Rejection::malformed(format!("unreadable data set: {e}")))?;
-    let metadata = extract(&object)?;
+    let mut metadata = extract(&object)?;
+    let uris = crate::json::InstanceUris {
+        study: &metadata.study_instance_uid,
+        series: &metadata.series_instance_uid,
+        instance: &metadata.sop_instance_uid,
+    };
+    metadata.dicom_json =
+        crate::json::dataset_json(&object, &uris, &metadata.transfer_syntax_uid, structure.pixel_data).to_string();
     if metadata.rows.is_some() && metadata.columns.is_some() && !structure.has_pixel_data {
         return Err(Rejection::truncated(
             "image attributes present but the data set ends before Pixel Data",
@@ -141,6 +152,8 @@ pub fn inspect(bytes: &[u8]) -> Result<InstanceMetadata, Rejection> {
 /// What the structure walk learned about the whole object.
 struct Structure {
     has_pixel_data: bool,
+    /// Tag and VR of the top-level pixel data element, when there is one.
+    pixel_data: Option<(Tag, VR)>,
 }
 
 /// Pass 1: walk every element header of the meta group and the data set, checking lengths.
@@ -151,6 +164,7 @@ fn walk(bytes: &[u8]) -> Result<Structure, Rejection> {
         pos: 132,
         decoder: Box::new(meta_decoder),
         has_pixel_data: false,
+        pixel_data: None,
     };
 
     // The file meta group, the way dicom-object reads it: group length first, then elements
@@ -199,6 +213,7 @@ fn walk(bytes: &[u8]) -> Result<Structure, Rejection> {
     walker.dataset(None, 0)?;
     Ok(Structure {
         has_pixel_data: walker.has_pixel_data,
+        pixel_data: walker.pixel_data,
     })
 }
 
@@ -209,6 +224,7 @@ struct Walker<'a> {
     pos: usize,
     decoder: Box<dyn DecodeFrom<&'a [u8]> + 'a>,
     has_pixel_data: bool,
+    pixel_data: Option<(Tag, VR)>,
 }
 
 impl<'a> Walker<'a> {
@@ -300,6 +316,7 @@ impl<'a> Walker<'a> {
             let tag = header.tag();
             if depth == 0 && [tags::PIXEL_DATA, tags::FLOAT_PIXEL_DATA, tags::DOUBLE_FLOAT_PIXEL_DATA].contains(&tag) {
                 self.has_pixel_data = true;
+                self.pixel_data = Some((tag, header.vr()));
             }
             if tag == ITEM_DELIMITATION {
                 match (depth, end) {
@@ -429,6 +446,7 @@ fn extract(object: &DefaultDicomObject) -> Result<InstanceMetadata, Rejection> {
         columns: short(tags::COLUMNS),
         bits_allocated: short(tags::BITS_ALLOCATED),
         photometric_interpretation: text(tags::PHOTOMETRIC_INTERPRETATION),
+        dicom_json: String::new(),
     })
 }
 
@@ -522,7 +540,21 @@ mod tests {
                 columns: Some(512),
                 bits_allocated: Some(16),
                 photometric_interpretation: Some("MONOCHROME2".to_owned()),
+                dicom_json: metadata.dicom_json.clone(),
             }
+        );
+        let json: serde_json::Value = serde_json::from_str(&metadata.dicom_json).unwrap();
+        assert_eq!(json["00100020"]["Value"][0], "P00000003");
+        assert_eq!(json["00200013"]["Value"][0], 8, "IS as a number");
+        assert_eq!(json["7FE00010"]["vr"], "OW");
+        assert_eq!(
+            json["7FE00010"]["BulkDataURI"],
+            format!(
+                "/dicomweb/studies/{}/series/{}/instances/{}/bulkdata/7FE00010",
+                spec.study_instance_uid(),
+                spec.series_instance_uid(),
+                spec.sop_instance_uid()
+            )
         );
     }
 

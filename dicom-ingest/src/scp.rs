@@ -44,7 +44,7 @@ use crate::ingest::{ingest, IngestError, Outcome};
 use crate::parse::MAX_OBJECT_BYTES;
 
 /// Who we are on the DICOM network and who may send to us.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ScpConfig {
     /// Our AE title; an association calling another title is rejected.
     pub ae_title: String,
@@ -53,6 +53,25 @@ pub struct ScpConfig {
     pub calling_aes: HashMap<String, Tenant>,
     /// Largest PDU we accept (announced at association; at least 1 KiB).
     pub max_pdu_length: u32,
+    /// The hospitals' registered DICOM peers (their calling AE titles), consulted before
+    /// every association, so a peer registered or removed takes effect at the next one.
+    /// Added to `calling_aes` (which win on a clash).
+    pub peers: Option<PeerRegistry>,
+}
+
+/// Reads the registered calling AE titles and their hospitals.
+pub type PeerRegistry =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = HashMap<String, Tenant>> + Send>> + Send + Sync>;
+
+impl std::fmt::Debug for ScpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScpConfig")
+            .field("ae_title", &self.ae_title)
+            .field("calling_aes", &self.calling_aes)
+            .field("max_pdu_length", &self.max_pdu_length)
+            .field("peers", &self.peers.is_some())
+            .finish()
+    }
 }
 
 /// Implementation Class UID written into the file meta group of objects received over DIMSE.
@@ -355,7 +374,7 @@ fn report_panic(finished: Result<(), tokio::task::JoinError>) {
 }
 
 /// Association policy: our AE title must be called, by a calling AE we know.
-struct KnownModalities(Arc<ScpConfig>);
+struct KnownModalities(Arc<std::sync::RwLock<HashMap<String, Tenant>>>);
 
 impl AccessControl for KnownModalities {
     fn check_access(
@@ -368,7 +387,8 @@ impl AccessControl for KnownModalities {
         if called_ae_title != this_ae_title {
             return Err(AssociationRJServiceUserReason::CalledAETitleNotRecognized);
         }
-        if !self.0.calling_aes.contains_key(calling_ae_title) {
+        let known = self.0.read().map(|m| m.contains_key(calling_ae_title)).unwrap_or(false);
+        if !known {
             return Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized);
         }
         Ok(())
@@ -377,6 +397,8 @@ impl AccessControl for KnownModalities {
 
 struct StorageScp {
     config: Arc<ScpConfig>,
+    /// Calling AE → hospital: the configured ones and the registered peers.
+    known: Arc<std::sync::RwLock<HashMap<String, Tenant>>>,
     options: ServerAssociationOptions<'static, KnownModalities, DefaultNegotiation>,
     app: App,
     blobs: BlobStore,
@@ -384,8 +406,9 @@ struct StorageScp {
 
 impl StorageScp {
     fn new(config: Arc<ScpConfig>, app: App, blobs: BlobStore) -> Self {
+        let known = Arc::new(std::sync::RwLock::new(config.calling_aes.clone()));
         let mut options = ServerAssociationOptions::new()
-            .ae_access_control(KnownModalities(config.clone()))
+            .ae_access_control(KnownModalities(known.clone()))
             .ae_title(config.ae_title.trim().to_owned())
             .max_pdu_length(config.max_pdu_length.max(MINIMUM_PDU_SIZE))
             .read_timeout(IDLE_TIMEOUT)
@@ -399,6 +422,7 @@ impl StorageScp {
         }
         StorageScp {
             config,
+            known,
             options,
             app,
             blobs,
@@ -407,6 +431,13 @@ impl StorageScp {
 
     /// One association, from negotiation to release or abort.
     async fn associate(self: Arc<Self>, socket: TcpStream, peer: SocketAddr, mut shutdown: watch::Receiver<bool>) {
+        if let Some(registry) = &self.config.peers {
+            let mut known = registry().await;
+            known.extend(self.config.calling_aes.clone());
+            if let Ok(mut current) = self.known.write() {
+                *current = known;
+            }
+        }
         let mut association = match self.options.establish_async(socket).await {
             Ok(association) => association,
             Err(e) => {
@@ -415,7 +446,8 @@ impl StorageScp {
             }
         };
         let calling_ae = association.peer_ae_title().to_owned();
-        let Some(tenant) = self.config.calling_aes.get(&calling_ae).copied() else {
+        let tenant = self.known.read().ok().and_then(|m| m.get(&calling_ae).copied());
+        let Some(tenant) = tenant else {
             let _ = association.abort().await; // unreachable: access control checked it
             return;
         };
@@ -1167,12 +1199,8 @@ mod tests {
 
     #[test]
     fn only_known_calling_aes_calling_us_may_associate() {
-        let config = ScpConfig {
-            ae_title: "MEDLEDGER".into(),
-            calling_aes: HashMap::from([(CALLING_AE.to_owned(), Tenant::default())]),
-            max_pdu_length: 16384,
-        };
-        let policy = KnownModalities(Arc::new(config));
+        let known = HashMap::from([(CALLING_AE.to_owned(), Tenant::default())]);
+        let policy = KnownModalities(Arc::new(std::sync::RwLock::new(known)));
         assert_eq!(policy.check_access("MEDLEDGER", CALLING_AE, "MEDLEDGER", None), Ok(()));
         assert_eq!(
             policy.check_access("MEDLEDGER", "STRANGER", "MEDLEDGER", None),

@@ -70,6 +70,7 @@ impl RunningScp {
             ae_title: SCP_AE.into(),
             calling_aes: HashMap::from([(MODALITY_AE.to_owned(), hospital())]),
             max_pdu_length: 65536,
+            peers: None,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -242,10 +242,13 @@ const RETRIEVE_LIMIT: u32 = 10_000;
 pub async fn retrieve(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
+    min: super::extract::MinPosition,
     headers: axum::http::HeaderMap,
     super::extract::ApiPath(path): super::extract::ApiPath<StudyPath>,
 ) -> Result<Response, ApiError> {
     authorize(&p, Action::ViewStudies, &p.tenant)?;
+    min.wait(&state, medledger_projections::read_models::instances::NAME)
+        .await?;
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -274,9 +277,7 @@ pub async fn retrieve(
         RETRIEVE_LIMIT,
     )
     .await?;
-    if found.is_empty() {
-        return Err(ApiError::not_found());
-    }
+    available(found.iter().map(|i| (i.deleted, i.storage_tier.as_str(), i.erased)))?;
     let boundary = format!("medledger-{}", uuid::Uuid::new_v4().simple());
     let content_type = format!("multipart/related; type=\"application/dicom\"; boundary={boundary}");
     let blobs = state.blobs.clone();
@@ -308,6 +309,33 @@ pub async fn retrieve(
         HeaderValue::from_str(&content_type).map_err(|_| ApiError::not_found())?,
     );
     Ok(response)
+}
+
+/// An `includefield` value as a tag key, or `all`.
+fn include_key(f: &str) -> Option<String> {
+    if f == "all" {
+        return Some("all".into());
+    }
+    medledger_dicom_ingest::json::tag_key_of(f)
+}
+
+/// Copy the attributes `include` names (or all but binary ones for `all`) from an instance's
+/// stored DICOM JSON into a QIDO result, keeping what the result has.
+fn add_included(target: &mut Value, instance_json: Option<&str>, include: &[String]) {
+    let Some(source) = instance_json.and_then(|j| serde_json::from_str::<Map<String, Value>>(j).ok()) else {
+        return;
+    };
+    let Some(target) = target.as_object_mut() else {
+        return;
+    };
+    let all = include.iter().any(|i| i == "all");
+    for (key, value) in source {
+        let binary = value.get("BulkDataURI").is_some() || value.get("InlineBinary").is_some();
+        let wanted = if all { !binary } else { include.contains(&key) };
+        if wanted {
+            target.entry(key).or_insert(value);
+        }
+    }
 }
 
 /// QIDO-RS study keys by keyword or tag.
@@ -349,9 +377,14 @@ fn text(vr: &str, v: &Option<String>) -> Value {
 pub async fn search_studies(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
+    min: super::extract::MinPosition,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Result<Response, ApiError> {
     authorize(&p, Action::ViewStudies, &p.tenant)?;
+    min.wait(&state, medledger_projections::read_models::worklist::NAME)
+        .await?;
+    min.wait(&state, medledger_projections::read_models::instances::NAME)
+        .await?;
     let hospital = p.tenant.hospital_id.ok_or_else(ApiError::not_found)?;
     let bad = |d: &str| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", d.to_string());
     let mut q = medledger_projections::read_models::worklist::StudyQuery {
@@ -359,6 +392,7 @@ pub async fn search_studies(
         limit: 100,
         ..Default::default()
     };
+    let mut include: Vec<String> = Vec::new();
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(raw.as_deref().unwrap_or("")).map_err(|_| bad("the query string is malformed"))?;
     for (k, v) in pairs {
@@ -397,6 +431,11 @@ pub async fn search_studies(
                     .filter(|n| *n <= 100_000)
                     .ok_or_else(|| bad("offset is 0 to 100000"))?
             }
+            "includefield" => {
+                for f in v.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+                    include.push(include_key(f).ok_or_else(|| bad("includefield names an unknown attribute"))?);
+                }
+            }
             // Return keys and matching options we do not support are ignored, as PS3.18 allows.
             _ => {}
         }
@@ -406,7 +445,7 @@ pub async fn search_studies(
     if found.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let studies: Vec<Value> = found
+    let mut studies: Vec<Value> = found
         .into_iter()
         .map(|m| {
             let r = m.row;
@@ -427,6 +466,15 @@ pub async fn search_studies(
             })
         })
         .collect();
+    if !include.is_empty() {
+        let db = state.app.store.db();
+        for study in &mut studies {
+            let uid = study["0020000D"]["Value"][0].as_str().unwrap_or_default().to_string();
+            let first =
+                medledger_projections::read_models::instances::metadata(&db, hospital, &uid, None, None, 1).await?;
+            add_included(study, first.first().and_then(|f| f.0.as_deref()), &include);
+        }
+    }
     let mut response = axum::Json(Value::Array(studies)).into_response();
     response
         .headers_mut()
@@ -450,13 +498,48 @@ fn is(v: Option<i64>) -> Value {
 pub async fn search_series(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
+    min: super::extract::MinPosition,
     super::extract::ApiPath(path): super::extract::ApiPath<StudyPath>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Result<Response, ApiError> {
     authorize(&p, Action::ViewStudies, &p.tenant)?;
+    min.wait(&state, medledger_projections::read_models::instances::NAME)
+        .await?;
     let hospital = p.tenant.hospital_id.ok_or_else(ApiError::not_found)?;
+    let bad = |d: &str| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", d.to_string());
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(raw.as_deref().unwrap_or("")).map_err(|_| bad("the query string is malformed"))?;
+    // Matching keys (tag key → accepted values), includefield, limit and offset.
+    let mut matching: Vec<(String, Vec<String>)> = Vec::new();
+    let mut include: Vec<String> = Vec::new();
+    let (mut limit, mut offset) = (RETRIEVE_LIMIT as usize, 0usize);
+    for (k, v) in pairs {
+        let v = v.trim().to_string();
+        match k.as_str() {
+            "includefield" => {
+                for f in v.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+                    include.push(include_key(f).ok_or_else(|| bad("includefield names an unknown attribute"))?);
+                }
+            }
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=RETRIEVE_LIMIT as usize).contains(n))
+                    .ok_or_else(|| bad("limit is 1 to 10000"))?
+            }
+            "offset" => offset = v.parse().map_err(|_| bad("offset is a number"))?,
+            "fuzzymatching" | "min_position" => {}
+            key => {
+                let tag = medledger_dicom_ingest::json::tag_key_of(key)
+                    .ok_or_else(|| bad("a matching key names an unknown attribute"))?;
+                matching.push((tag, v.split(',').map(|s| s.trim().to_string()).collect()));
+            }
+        }
+    }
     let base = state.public_url.trim_end_matches('/').to_string();
     let db = state.app.store.db();
-    let items: Vec<Value> = match &path.series {
+    let mut items: Vec<Value> = match &path.series {
         None => medledger_projections::read_models::instances::series_of(&db, hospital, &path.study)
             .await?
             .into_iter()
@@ -482,6 +565,7 @@ pub async fn search_series(
         )
         .await?
         .into_iter()
+        .filter(|i| !i.deleted)
         .map(|i| {
             json!({
                 "0020000D": ui(&i.study_instance_uid),
@@ -501,6 +585,39 @@ pub async fn search_series(
         })
         .collect(),
     };
+    // Single-value and list matching on the attributes each level returns (case-sensitive,
+    // as PS3.4 C.2.2.2 says for UIDs, codes and numbers).
+    items.retain(|item| {
+        matching.iter().all(|(tag, accepted)| {
+            let first = item.get(tag).and_then(|a| a.get("Value")).and_then(|v| v.get(0));
+            let actual = match first {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => return false,
+            };
+            accepted.contains(&actual)
+        })
+    });
+    let mut items: Vec<Value> = items.into_iter().skip(offset).take(limit).collect();
+    if !include.is_empty() {
+        for item in &mut items {
+            let series = item["0020000E"]["Value"][0].as_str().unwrap_or_default().to_string();
+            let sop = item
+                .get("00080018")
+                .and_then(|s| s["Value"][0].as_str())
+                .map(str::to_string);
+            let source = medledger_projections::read_models::instances::metadata(
+                &db,
+                hospital,
+                &path.study,
+                Some(&series),
+                sop.as_deref(),
+                1,
+            )
+            .await?;
+            add_included(item, source.first().and_then(|f| f.0.as_deref()), &include);
+        }
+    }
     if items.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
@@ -508,5 +625,177 @@ pub async fn search_series(
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/dicom+json"));
+    Ok(response)
+}
+
+/// Can the instances found be served? Nothing found or a deleted study: 404; objects erased
+/// with their patient: 410 `study_erased`; archived: 409 `study_archived` (retrieve first).
+fn available<'a>(found: impl Iterator<Item = (bool, &'a str, bool)>) -> Result<(), ApiError> {
+    let mut any = false;
+    for (deleted, tier, erased) in found {
+        any = true;
+        if deleted {
+            return Err(ApiError::not_found());
+        }
+        if erased {
+            return Err(ApiError::new(
+                StatusCode::GONE,
+                "study_erased",
+                "the study's objects were erased with its patient",
+            ));
+        }
+        if tier != "online" {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "study_archived",
+                "the study is archived; retrieve it first",
+            ));
+        }
+    }
+    if any {
+        Ok(())
+    } else {
+        Err(ApiError::not_found())
+    }
+}
+
+/// Retrieve metadata (WADO-RS): the DICOM JSON of every instance of a study, series or
+/// instance, answered from the database (kept at ingest; no object is opened). Pixel data
+/// and large binary values are `BulkDataURI`s to `…/bulkdata/{path}`.
+#[utoipa::path(get, path = "/dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata", security(("bearer" = [])),
+    params(("study" = String, Path), ("series" = String, Path), ("instance" = String, Path)),
+    responses((status = 200, description = "application/dicom+json"),
+              (status = 401, body = super::problem::Problem), (status = 403, body = super::problem::Problem),
+              (status = 404, body = super::problem::Problem), (status = 409, body = super::problem::Problem),
+              (status = 410, body = super::problem::Problem)))]
+pub async fn metadata(
+    State(state): State<AppState>,
+    Authenticated(p): Authenticated,
+    min: super::extract::MinPosition,
+    super::extract::ApiPath(path): super::extract::ApiPath<StudyPath>,
+) -> Result<Response, ApiError> {
+    authorize(&p, Action::ViewStudies, &p.tenant)?;
+    min.wait(&state, medledger_projections::read_models::instances::NAME)
+        .await?;
+    let hospital = p.tenant.hospital_id.ok_or_else(ApiError::not_found)?;
+    let found = medledger_projections::read_models::instances::metadata(
+        &state.app.store.db(),
+        hospital,
+        &path.study,
+        path.series.as_deref(),
+        path.instance.as_deref(),
+        RETRIEVE_LIMIT,
+    )
+    .await?;
+    // Metadata lives in the database: archived studies keep answering it.
+    available(
+        found
+            .iter()
+            .map(|(_, deleted, _, erased)| (*deleted, "online", *erased)),
+    )?;
+    let base = state.public_url.trim_end_matches('/');
+    let absolute = format!("\"BulkDataURI\":\"{base}/dicomweb/");
+    let mut body = String::with_capacity(
+        found
+            .iter()
+            .map(|f| f.0.as_ref().map_or(0, String::len) + 1)
+            .sum::<usize>()
+            + 2,
+    );
+    body.push('[');
+    for (i, (json, ..)) in found.iter().enumerate() {
+        let Some(json) = json else {
+            return Err(ApiError::new(
+                StatusCode::GONE,
+                "study_erased",
+                "the study's metadata was erased with its patient",
+            ));
+        };
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&json.replace("\"BulkDataURI\":\"/dicomweb/", &absolute));
+    }
+    body.push(']');
+    let mut response = Response::new(axum::body::Body::from(body));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/dicom+json"));
+    Ok(response)
+}
+
+/// WADO-RS bulk data path: the instance and the element's path.
+#[derive(serde::Deserialize)]
+pub struct BulkPath {
+    study: String,
+    series: String,
+    instance: String,
+    path: String,
+}
+
+/// Retrieve bulk data (WADO-RS): the value of the element a `BulkDataURI` names, as
+/// `multipart/related; type="application/octet-stream"` (one part).
+#[utoipa::path(get, path = "/dicomweb/studies/{study}/series/{series}/instances/{instance}/bulkdata/{path}", security(("bearer" = [])),
+    params(("study" = String, Path), ("series" = String, Path), ("instance" = String, Path), ("path" = String, Path)),
+    responses((status = 200, description = "multipart/related; type=\"application/octet-stream\""),
+              (status = 401, body = super::problem::Problem), (status = 404, body = super::problem::Problem),
+              (status = 409, body = super::problem::Problem), (status = 410, body = super::problem::Problem)))]
+pub async fn bulkdata(
+    State(state): State<AppState>,
+    Authenticated(p): Authenticated,
+    min: super::extract::MinPosition,
+    super::extract::ApiPath(path): super::extract::ApiPath<BulkPath>,
+) -> Result<Response, ApiError> {
+    authorize(&p, Action::ViewStudies, &p.tenant)?;
+    min.wait(&state, medledger_projections::read_models::instances::NAME)
+        .await?;
+    let hospital = p.tenant.hospital_id.ok_or_else(ApiError::not_found)?;
+    let found = medledger_projections::read_models::instances::find(
+        &state.app.store.db(),
+        hospital,
+        &path.study,
+        Some(&path.series),
+        Some(&path.instance),
+        1,
+    )
+    .await?;
+    available(found.iter().map(|i| (i.deleted, i.storage_tier.as_str(), i.erased)))?;
+    let instance = &found[0];
+    let bytes = state
+        .blobs
+        .get(&instance.blob_key)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "blob_store_unavailable", e.to_string()))?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "blob_missing",
+                "the stored object is missing",
+            )
+        })?;
+    let element = path.path.clone();
+    let value = tokio::task::spawn_blocking(move || medledger_dicom_ingest::json::bulk_value(&bytes, &element))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e.to_string()))?
+        .map_err(|e| match e {
+            medledger_dicom_ingest::json::BulkDataError::NotFound => ApiError::not_found(),
+            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", other.to_string()),
+        })?;
+    let boundary = format!("medledger-{}", uuid::Uuid::new_v4().simple());
+    let mut body = format!(
+        "--{boundary}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        value.len()
+    )
+    .into_bytes();
+    body.extend_from_slice(&value);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut response = Response::new(axum::body::Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&format!(
+            "multipart/related; type=\"application/octet-stream\"; boundary={boundary}"
+        ))
+        .map_err(|_| ApiError::not_found())?,
+    );
     Ok(response)
 }

@@ -7,6 +7,7 @@ pub mod dicomweb;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
+pub mod imaging;
 pub mod me;
 pub mod openapi;
 pub mod operation_log;
@@ -22,7 +23,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::StatusCode;
 use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use medledger_commands::blobs::BlobStore;
 use medledger_commands::identity::Notifier;
@@ -114,7 +115,26 @@ pub fn router(state: AppState) -> Router {
         .route("/users/{id}/enable", post(users::enable))
         .route("/users/{id}/unfreeze", post(users::unfreeze))
         .route("/users/{id}/roles", post(users::assign_roles))
-        .route("/studies", get(studies::list));
+        .route("/studies", get(studies::list))
+        .route("/studies/{study}/share", post(imaging::share))
+        .route("/studies/{study}/delete", post(imaging::delete))
+        .route("/studies/{study}/restore", post(imaging::restore))
+        .route("/studies/{study}/archive", post(imaging::archive))
+        .route("/studies/{study}/retrieve", post(imaging::retrieve))
+        .route(
+            "/me/worklist-columns",
+            get(imaging::get_columns).put(imaging::put_columns),
+        )
+        .route("/me/notifications", get(imaging::notifications))
+        .route("/storage/usage", get(imaging::usage))
+        .route("/storage/uploads", get(imaging::uploads))
+        .route("/hospitals/{id}/storage-plan", put(imaging::set_storage_plan))
+        .route(
+            "/hospitals/{id}/dicom-peers",
+            get(imaging::list_peers).post(imaging::register_peer),
+        )
+        .route("/hospitals/{id}/dicom-peers/{ae_title}", delete(imaging::remove_peer))
+        .route("/admin/forget-patient", post(imaging::forget_patient));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -128,6 +148,19 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::disable()),
         )
         .route("/dicomweb/studies/{study}", get(dicomweb::retrieve))
+        .route("/dicomweb/studies/{study}/metadata", get(dicomweb::metadata))
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/metadata",
+            get(dicomweb::metadata),
+        )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata",
+            get(dicomweb::metadata),
+        )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/instances/{instance}/bulkdata/{path}",
+            get(dicomweb::bulkdata),
+        )
         .route("/dicomweb/studies/{study}/series", get(dicomweb::search_series))
         .route(
             "/dicomweb/studies/{study}/series/{series}/instances",

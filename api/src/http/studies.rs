@@ -31,7 +31,18 @@ pub struct StudyParams {
     pub cursor: Option<String>,
     /// 1–200 (default 50).
     pub limit: Option<u32>,
+    /// `true`: list the soft-deleted studies instead (administrators).
+    pub deleted: Option<bool>,
     pub min_position: Option<u64>,
+}
+
+/// A worklist page with the caller's columns (in display order).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct StudyList {
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub page: WorklistPage,
+    pub columns: Vec<String>,
 }
 
 fn bad(detail: &str) -> ApiError {
@@ -53,14 +64,21 @@ fn dicom_date(s: &str) -> Result<String, ApiError> {
 
 /// The caller's hospital's studies.
 #[utoipa::path(get, path = "/api/v1/studies", security(("bearer" = [])), params(StudyParams),
-    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, body = StudyList), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
     min: MinPosition,
     ApiQuery(params): ApiQuery<StudyParams>,
-) -> Result<Json<WorklistPage>, ApiError> {
-    authorize(&p, Action::ViewStudies, &p.tenant)?;
+) -> Result<Json<StudyList>, ApiError> {
+    let deleted = params.deleted.unwrap_or(false);
+    // The deleted studies are the administrators' (who restore them); the rest the doctors'.
+    let action = if deleted {
+        Action::ManageStudies
+    } else {
+        Action::ViewStudies
+    };
+    authorize(&p, action, &p.tenant)?;
     if matches!(params.limit, Some(0) | Some(201..)) {
         return Err(bad("limit must be 1 to 200"));
     }
@@ -86,9 +104,15 @@ pub async fn list(
         status: params.status,
         query: params.q,
         ascending,
+        deleted,
         cursor: params.cursor,
         limit: params.limit.unwrap_or(50),
     };
     min.wait(&state, worklist::NAME).await?;
-    Ok(Json(worklist::list(&state.app.store.db(), &filter).await?))
+    min.wait(&state, medledger_projections::read_models::imaging_settings::NAME)
+        .await?;
+    let db = state.app.store.db();
+    let page = worklist::list(&db, &filter).await?;
+    let columns = medledger_projections::read_models::imaging_settings::worklist_columns(&db, p.account_id).await?;
+    Ok(Json(StudyList { page, columns }))
 }

@@ -95,6 +95,10 @@ pub enum StudyEvent {
         attributes: InstanceAttributes,
         object: StoredObject,
         arrival: Arrival,
+        /// The whole data set as DICOM JSON (PS3.18 F.2), sealed with the patient's key:
+        /// WADO-RS `/metadata` is answered from it, and forgetting the patient erases it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dataset: Option<PersonalData>,
     },
     InstanceDuplicateIgnored {
         sop_instance_uid: String,
@@ -108,6 +112,52 @@ pub enum StudyEvent {
         received: StoredObject,
         arrival: Arrival,
     },
+    /// Shown to a colleague of the same hospital (a notification entry for them).
+    StudyShared {
+        hospital_id: Uuid,
+        study_instance_uid: String,
+        shared_with: Uuid,
+        shared_by: Uuid,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// Hidden from lists and retrieval by an administrator; restorable.
+    StudyDeleted {
+        hospital_id: Uuid,
+        study_instance_uid: String,
+        deleted_by: Uuid,
+        reason: String,
+    },
+    StudyRestored {
+        hospital_id: Uuid,
+        study_instance_uid: String,
+        restored_by: Uuid,
+    },
+    /// Every object of the study was moved to the archive tier (`blob_prefix` + key).
+    StudyArchived {
+        hospital_id: Uuid,
+        study_instance_uid: String,
+        archived_by: Uuid,
+        blob_prefix: String,
+        objects: u64,
+        bytes: u64,
+    },
+    /// The study's objects were brought back from the archive tier.
+    StudyRetrieved {
+        hospital_id: Uuid,
+        study_instance_uid: String,
+        retrieved_by: Uuid,
+        objects: u64,
+        bytes: u64,
+    },
+    /// The patient was forgotten: every object of the study (and its renders) was deleted
+    /// from the object store.
+    StudyObjectsErased {
+        hospital_id: Uuid,
+        study_instance_uid: String,
+        patient_subject: Uuid,
+        objects: u64,
+    },
 }
 
 crate::event_catalog!(
@@ -116,7 +166,13 @@ crate::event_catalog!(
     [
         InstanceStored = 1,
         InstanceDuplicateIgnored = 1,
-        InstanceConflictRecorded = 1
+        InstanceConflictRecorded = 1,
+        StudyShared = 1,
+        StudyDeleted = 1,
+        StudyRestored = 1,
+        StudyArchived = 1,
+        StudyRetrieved = 1,
+        StudyObjectsErased = 1
     ]
 );
 
@@ -131,6 +187,25 @@ pub enum StudyCommand {
         attributes: InstanceAttributes,
         object: StoredObject,
         arrival: Arrival,
+        dataset: Option<PersonalData>,
+    },
+    Share {
+        shared_with: Uuid,
+        note: Option<String>,
+    },
+    Delete {
+        reason: String,
+    },
+    Restore,
+    /// The objects were copied to the archive tier under `blob_prefix`.
+    Archive {
+        blob_prefix: String,
+    },
+    /// The objects were copied back from the archive tier.
+    Retrieve,
+    /// The patient was forgotten and the objects deleted.
+    EraseObjects {
+        patient_subject: Uuid,
     },
 }
 
@@ -138,19 +213,65 @@ pub enum StudyCommand {
 pub enum StudyError {
     #[error("the instance belongs to study {actual}, not {expected}")]
     WrongStudy { expected: String, actual: String },
+    #[error("no such study")]
+    NoSuchStudy,
+    #[error("the study is deleted")]
+    Deleted,
+    #[error("the study is not deleted")]
+    NotDeleted,
+    #[error("the study is archived; retrieve it first")]
+    Archived,
+    #[error("the study is not archived")]
+    NotArchived,
+    #[error("the study's objects were erased with its patient")]
+    Erased,
+    #[error("a study cannot be shared with the person sharing it")]
+    ShareWithSelf,
+    #[error("the note is longer than 500 characters")]
+    NoteTooLong,
+    #[error("a reason of 1 to 500 characters is required")]
+    ReasonRequired,
+    #[error("this action needs an authenticated actor")]
+    NoActor,
 }
 
-/// What a study holds: each instance's content hash, and how much is stored.
+/// What a study holds: each instance's content hash and object, how much is stored, and
+/// where it is in its life (deleted, archived, erased).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StudyState {
+    pub hospital_id: Option<Uuid>,
     pub study_instance_uid: Option<String>,
+    /// SOP Instance UID → content hash of the instance kept.
     pub instances: BTreeMap<String, String>,
+    /// SOP Instance UID → blob key of the instance kept (hot tier).
+    pub objects: BTreeMap<String, String>,
     pub stored_bytes: u64,
     pub duplicates: u64,
     pub conflicts: u64,
+    pub deleted: bool,
+    /// The archive prefix while the study is archived.
+    pub archived: Option<String>,
+    pub erased: bool,
+}
+
+impl StudyState {
+    /// A state that knows only one instance: enough to decide an arrival of that SOP
+    /// Instance UID (new, duplicate or conflict) without loading the whole study.
+    pub fn knowing(study_instance_uid: &str, sop_instance_uid: &str, sha256: Option<&str>) -> Self {
+        let mut s = StudyState {
+            study_instance_uid: Some(study_instance_uid.to_string()),
+            ..Default::default()
+        };
+        if let Some(sha) = sha256 {
+            s.instances.insert(sop_instance_uid.to_string(), sha.to_string());
+        }
+        s
+    }
 }
 
 pub struct Study;
+
+const MAX_TEXT: usize = 500;
 
 impl Decider for Study {
     type State = StudyState;
@@ -158,8 +279,8 @@ impl Decider for Study {
     type Event = StudyEvent;
     type Error = StudyError;
 
-    fn decide(s: &StudyState, c: StudyCommand, _: &Ctx) -> Result<Vec<StudyEvent>, StudyError> {
-        let StudyCommand::ReceiveInstance {
+    fn decide(s: &StudyState, c: StudyCommand, ctx: &Ctx) -> Result<Vec<StudyEvent>, StudyError> {
+        if let StudyCommand::ReceiveInstance {
             hospital_id,
             study_instance_uid,
             sop_instance_uid,
@@ -167,53 +288,157 @@ impl Decider for Study {
             attributes,
             object,
             arrival,
-        } = c;
-        if let Some(existing) = &s.study_instance_uid {
-            if *existing != study_instance_uid {
-                return Err(StudyError::WrongStudy {
-                    expected: existing.clone(),
-                    actual: study_instance_uid,
-                });
+            dataset,
+        } = c
+        {
+            if let Some(existing) = &s.study_instance_uid {
+                if *existing != study_instance_uid {
+                    return Err(StudyError::WrongStudy {
+                        expected: existing.clone(),
+                        actual: study_instance_uid,
+                    });
+                }
             }
+            return Ok(vec![match s.instances.get(&sop_instance_uid) {
+                None => StudyEvent::InstanceStored {
+                    hospital_id,
+                    study_instance_uid,
+                    sop_instance_uid,
+                    patient,
+                    attributes,
+                    object,
+                    arrival,
+                    dataset,
+                },
+                Some(kept) if *kept == object.sha256 => StudyEvent::InstanceDuplicateIgnored {
+                    sop_instance_uid,
+                    sha256: object.sha256,
+                    arrival,
+                },
+                Some(kept) => StudyEvent::InstanceConflictRecorded {
+                    sop_instance_uid,
+                    kept_sha256: kept.clone(),
+                    received: object,
+                    arrival,
+                },
+            }]);
         }
-        Ok(vec![match s.instances.get(&sop_instance_uid) {
-            None => StudyEvent::InstanceStored {
-                hospital_id,
-                study_instance_uid,
-                sop_instance_uid,
-                patient,
-                attributes,
-                object,
-                arrival,
-            },
-            Some(kept) if *kept == object.sha256 => StudyEvent::InstanceDuplicateIgnored {
-                sop_instance_uid,
-                sha256: object.sha256,
-                arrival,
-            },
-            Some(kept) => StudyEvent::InstanceConflictRecorded {
-                sop_instance_uid,
-                kept_sha256: kept.clone(),
-                received: object,
-                arrival,
-            },
-        }])
+        // Every other command acts on a study that exists.
+        let (Some(hospital_id), Some(study_instance_uid)) = (s.hospital_id, s.study_instance_uid.clone()) else {
+            return Err(StudyError::NoSuchStudy);
+        };
+        let actor = ctx.actor.ok_or(StudyError::NoActor)?;
+        let reason_ok = |r: &str| !r.trim().is_empty() && r.chars().count() <= MAX_TEXT;
+        let event = match c {
+            StudyCommand::ReceiveInstance { .. } => return Err(StudyError::NoSuchStudy),
+            StudyCommand::Share { shared_with, note } => {
+                if s.deleted {
+                    return Err(StudyError::Deleted);
+                }
+                if shared_with == actor {
+                    return Err(StudyError::ShareWithSelf);
+                }
+                if note.as_ref().is_some_and(|n| n.chars().count() > MAX_TEXT) {
+                    return Err(StudyError::NoteTooLong);
+                }
+                StudyEvent::StudyShared {
+                    hospital_id,
+                    study_instance_uid,
+                    shared_with,
+                    shared_by: actor,
+                    note: note.filter(|n| !n.trim().is_empty()),
+                }
+            }
+            StudyCommand::Delete { reason } => {
+                if s.deleted {
+                    return Err(StudyError::Deleted);
+                }
+                if !reason_ok(&reason) {
+                    return Err(StudyError::ReasonRequired);
+                }
+                StudyEvent::StudyDeleted {
+                    hospital_id,
+                    study_instance_uid,
+                    deleted_by: actor,
+                    reason,
+                }
+            }
+            StudyCommand::Restore => {
+                if !s.deleted {
+                    return Err(StudyError::NotDeleted);
+                }
+                StudyEvent::StudyRestored {
+                    hospital_id,
+                    study_instance_uid,
+                    restored_by: actor,
+                }
+            }
+            StudyCommand::Archive { blob_prefix } => {
+                if s.erased {
+                    return Err(StudyError::Erased);
+                }
+                if s.archived.is_some() {
+                    return Err(StudyError::Archived);
+                }
+                StudyEvent::StudyArchived {
+                    hospital_id,
+                    study_instance_uid,
+                    archived_by: actor,
+                    blob_prefix,
+                    objects: s.objects.len() as u64,
+                    bytes: s.stored_bytes,
+                }
+            }
+            StudyCommand::Retrieve => {
+                if s.archived.is_none() {
+                    return Err(StudyError::NotArchived);
+                }
+                StudyEvent::StudyRetrieved {
+                    hospital_id,
+                    study_instance_uid,
+                    retrieved_by: actor,
+                    objects: s.objects.len() as u64,
+                    bytes: s.stored_bytes,
+                }
+            }
+            StudyCommand::EraseObjects { patient_subject } => {
+                if s.erased {
+                    return Ok(vec![]);
+                }
+                StudyEvent::StudyObjectsErased {
+                    hospital_id,
+                    study_instance_uid,
+                    patient_subject,
+                    objects: s.objects.len() as u64,
+                }
+            }
+        };
+        Ok(vec![event])
     }
 
     fn evolve(mut s: StudyState, e: &StudyEvent) -> StudyState {
         match e {
             StudyEvent::InstanceStored {
+                hospital_id,
                 study_instance_uid,
                 sop_instance_uid,
                 object,
                 ..
             } => {
+                s.hospital_id = Some(*hospital_id);
                 s.study_instance_uid = Some(study_instance_uid.clone());
                 s.instances.insert(sop_instance_uid.clone(), object.sha256.clone());
+                s.objects.insert(sop_instance_uid.clone(), object.blob_key.clone());
                 s.stored_bytes += object.size;
             }
             StudyEvent::InstanceDuplicateIgnored { .. } => s.duplicates += 1,
             StudyEvent::InstanceConflictRecorded { .. } => s.conflicts += 1,
+            StudyEvent::StudyShared { .. } => {}
+            StudyEvent::StudyDeleted { .. } => s.deleted = true,
+            StudyEvent::StudyRestored { .. } => s.deleted = false,
+            StudyEvent::StudyArchived { blob_prefix, .. } => s.archived = Some(blob_prefix.clone()),
+            StudyEvent::StudyRetrieved { .. } => s.archived = None,
+            StudyEvent::StudyObjectsErased { .. } => s.erased = true,
         }
         s
     }
@@ -244,6 +469,7 @@ mod tests {
                 sha256: sha.into(),
             },
             arrival: Arrival::StowRs,
+            dataset: None,
         }
     }
 
@@ -256,7 +482,11 @@ mod tests {
             attributes,
             object,
             arrival,
-        } = receive(sop, sha);
+            dataset,
+        } = receive(sop, sha)
+        else {
+            unreachable!()
+        };
         StudyEvent::InstanceStored {
             hospital_id,
             study_instance_uid,
@@ -265,6 +495,7 @@ mod tests {
             attributes,
             object,
             arrival,
+            dataset,
         }
     }
 
@@ -299,5 +530,160 @@ mod tests {
             }]);
         let state = Study::fold(&[stored("1.2.3.1", "aa"), stored("1.2.3.2", "cc")]);
         assert_eq!((state.instances.len(), state.stored_bytes), (2, 20));
+    }
+
+    #[test]
+    fn a_state_knowing_one_instance_decides_its_arrival_like_the_whole_study() {
+        let ctx = Ctx::at(chrono::Utc::now());
+        let whole = Study::fold(&[stored("1.2.3.1", "aa"), stored("1.2.3.2", "cc")]);
+        for (sop, sha) in [("1.2.3.1", "aa"), ("1.2.3.1", "bb"), ("1.2.3.9", "dd")] {
+            let known = whole.instances.get(sop).map(String::as_str);
+            let small = StudyState::knowing("1.2.3", sop, known);
+            assert_eq!(
+                Study::decide(&small, receive(sop, sha), &ctx),
+                Study::decide(&whole, receive(sop, sha), &ctx)
+            );
+        }
+    }
+
+    const ADMIN: Uuid = Uuid::from_u128(77);
+    const COLLEAGUE: Uuid = Uuid::from_u128(78);
+
+    fn ctx() -> Ctx {
+        Ctx::at(chrono::Utc::now()).with_actor(ADMIN)
+    }
+
+    #[test]
+    fn lifecycle_commands_need_a_study_and_an_actor() {
+        given::<Study>(&[])
+            .when(StudyCommand::Restore, &ctx())
+            .then_error(StudyError::NoSuchStudy);
+        given::<Study>(&[stored("1.2.3.1", "aa")])
+            .when(StudyCommand::Restore, &Ctx::at(chrono::Utc::now()))
+            .then_error(StudyError::NoActor);
+    }
+
+    #[test]
+    fn a_study_is_shared_with_a_colleague_not_with_oneself() {
+        given::<Study>(&[stored("1.2.3.1", "aa")])
+            .when(
+                StudyCommand::Share {
+                    shared_with: COLLEAGUE,
+                    note: Some("please look at the left lung".into()),
+                },
+                &ctx(),
+            )
+            .then(&[StudyEvent::StudyShared {
+                hospital_id: H,
+                study_instance_uid: "1.2.3".into(),
+                shared_with: COLLEAGUE,
+                shared_by: ADMIN,
+                note: Some("please look at the left lung".into()),
+            }]);
+        given::<Study>(&[stored("1.2.3.1", "aa")])
+            .when(
+                StudyCommand::Share {
+                    shared_with: ADMIN,
+                    note: None,
+                },
+                &ctx(),
+            )
+            .then_error(StudyError::ShareWithSelf);
+    }
+
+    #[test]
+    fn delete_needs_a_reason_and_restore_needs_a_deleted_study() {
+        let deleted = StudyEvent::StudyDeleted {
+            hospital_id: H,
+            study_instance_uid: "1.2.3".into(),
+            deleted_by: ADMIN,
+            reason: "wrong patient".into(),
+        };
+        given::<Study>(&[stored("1.2.3.1", "aa")])
+            .when(StudyCommand::Delete { reason: " ".into() }, &ctx())
+            .then_error(StudyError::ReasonRequired);
+        given::<Study>(&[stored("1.2.3.1", "aa")])
+            .when(
+                StudyCommand::Delete {
+                    reason: "wrong patient".into(),
+                },
+                &ctx(),
+            )
+            .then(std::slice::from_ref(&deleted));
+        given::<Study>(&[stored("1.2.3.1", "aa"), deleted.clone()])
+            .when(StudyCommand::Delete { reason: "again".into() }, &ctx())
+            .then_error(StudyError::Deleted);
+        given::<Study>(&[stored("1.2.3.1", "aa")])
+            .when(StudyCommand::Restore, &ctx())
+            .then_error(StudyError::NotDeleted);
+        given::<Study>(&[stored("1.2.3.1", "aa"), deleted])
+            .when(StudyCommand::Restore, &ctx())
+            .then(&[StudyEvent::StudyRestored {
+                hospital_id: H,
+                study_instance_uid: "1.2.3".into(),
+                restored_by: ADMIN,
+            }]);
+    }
+
+    #[test]
+    fn archive_and_retrieve_alternate_and_count_the_objects() {
+        let archived = StudyEvent::StudyArchived {
+            hospital_id: H,
+            study_instance_uid: "1.2.3".into(),
+            archived_by: ADMIN,
+            blob_prefix: "archive/".into(),
+            objects: 2,
+            bytes: 20,
+        };
+        let history = [stored("1.2.3.1", "aa"), stored("1.2.3.2", "bb")];
+        given::<Study>(&history)
+            .when(StudyCommand::Retrieve, &ctx())
+            .then_error(StudyError::NotArchived);
+        given::<Study>(&history)
+            .when(
+                StudyCommand::Archive {
+                    blob_prefix: "archive/".into(),
+                },
+                &ctx(),
+            )
+            .then(std::slice::from_ref(&archived));
+        let mut with_archive = history.to_vec();
+        with_archive.push(archived);
+        given::<Study>(&with_archive)
+            .when(
+                StudyCommand::Archive {
+                    blob_prefix: "archive/".into(),
+                },
+                &ctx(),
+            )
+            .then_error(StudyError::Archived);
+        given::<Study>(&with_archive)
+            .when(StudyCommand::Retrieve, &ctx())
+            .then(&[StudyEvent::StudyRetrieved {
+                hospital_id: H,
+                study_instance_uid: "1.2.3".into(),
+                retrieved_by: ADMIN,
+                objects: 2,
+                bytes: 20,
+            }]);
+    }
+
+    #[test]
+    fn erasing_objects_happens_once() {
+        let erased = StudyEvent::StudyObjectsErased {
+            hospital_id: H,
+            study_instance_uid: "1.2.3".into(),
+            patient_subject: Uuid::from_u128(9),
+            objects: 1,
+        };
+        let erase = StudyCommand::EraseObjects {
+            patient_subject: Uuid::from_u128(9),
+        };
+        given::<Study>(&[stored("1.2.3.1", "aa")])
+            .when(erase.clone(), &ctx())
+            .then(std::slice::from_ref(&erased));
+        given::<Study>(&[stored("1.2.3.1", "aa"), erased])
+            .when(erase, &ctx())
+            .then(&[]);
     }
 }

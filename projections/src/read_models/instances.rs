@@ -1,12 +1,16 @@
 //! Every stored instance of a hospital, for DICOMweb retrieval (where is
 //! the object, which transfer syntax) and series/instance-level queries.
-//! Holds no personal data: patient attributes live in the worklist.
+//! Each row also keeps the instance's data set as DICOM JSON (the decrypted copy of the
+//! sealed event field) for WADO-RS `/metadata`; it is erased when the patient is forgotten.
+//! `study_state` follows the study's life: `online`, `deleted`, `archived`, `erased`.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use medledger_commands::args;
 use medledger_commands::codec::decode;
 use medledger_commands::db::{Arg, Db, DbTx};
 use medledger_commands::store::RecordedEvent;
+use medledger_domain::administration::AdministrationEvent;
 use medledger_domain::imaging::study::StudyEvent;
 use serde::Serialize;
 use uuid::Uuid;
@@ -23,53 +27,110 @@ impl Projection for Instances {
         NAME
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn event_types(&self) -> &'static [&'static str] {
-        &["InstanceStored"]
+        &[
+            "InstanceStored",
+            "StudyDeleted",
+            "StudyRestored",
+            "StudyArchived",
+            "StudyRetrieved",
+            "StudyObjectsErased",
+            "SubjectForgotten",
+        ]
     }
     fn tables(&self) -> &'static [&'static str] {
         &["rm_instances"]
     }
 
     async fn apply(&self, tx: &mut DbTx, e: &RecordedEvent) -> Result<(), ProjectionError> {
-        if let StudyEvent::InstanceStored {
-            hospital_id,
-            study_instance_uid,
-            sop_instance_uid,
-            attributes: a,
-            object,
-            ..
-        } = decode(e)?
-        {
-            tx.execute(
-                "INSERT INTO rm_instances (instance_key, hospital_id, study_instance_uid, series_instance_uid, sop_instance_uid, \
-                 sop_class_uid, transfer_syntax_uid, modality, series_number, series_description, instance_number, rows_count, \
-                 columns_count, number_of_frames, blob_key, size_bytes, received_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-                 ON CONFLICT (instance_key) DO NOTHING",
-                &[
-                    Arg::from(format!("{hospital_id}.{sop_instance_uid}")),
-                    Arg::from(hospital_id),
-                    Arg::from(study_instance_uid),
-                    Arg::from(a.series_instance_uid),
-                    Arg::from(sop_instance_uid),
-                    Arg::from(a.sop_class_uid),
-                    Arg::from(a.transfer_syntax_uid),
-                    Arg::from(a.modality),
-                    Arg::from(a.series_number.map(i64::from)),
-                    Arg::from(a.series_description),
-                    Arg::from(a.instance_number.map(i64::from)),
-                    Arg::from(a.rows.map(i64::from)),
-                    Arg::from(a.columns.map(i64::from)),
-                    Arg::from(a.number_of_frames as i64),
-                    Arg::from(object.blob_key),
-                    Arg::from(object.size),
-                    Arg::from(e.recorded_at),
-                ],
-            )
-            .await?;
+        if e.event_type == "SubjectForgotten" {
+            if let AdministrationEvent::SubjectForgotten { subject_id, .. } = decode(e)? {
+                tx.execute(
+                    "UPDATE rm_instances SET metadata = NULL WHERE patient_subject = $1",
+                    &args![subject_id],
+                )
+                .await?;
+            }
+            return Ok(());
         }
+        let update = match decode::<StudyEvent>(e)? {
+            StudyEvent::InstanceStored {
+                hospital_id,
+                study_instance_uid,
+                sop_instance_uid,
+                patient,
+                attributes: a,
+                object,
+                dataset,
+                ..
+            } => {
+                let metadata = dataset.as_ref().and_then(|d| d.value()).map(str::to_string);
+                tx.execute(
+                    "INSERT INTO rm_instances (instance_key, hospital_id, study_instance_uid, series_instance_uid, sop_instance_uid, \
+                     sop_class_uid, transfer_syntax_uid, modality, series_number, series_description, instance_number, rows_count, \
+                     columns_count, number_of_frames, blob_key, size_bytes, received_at, metadata, patient_subject) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
+                     ON CONFLICT (instance_key) DO NOTHING",
+                    &[
+                        Arg::from(format!("{hospital_id}.{sop_instance_uid}")),
+                        Arg::from(hospital_id),
+                        Arg::from(study_instance_uid),
+                        Arg::from(a.series_instance_uid),
+                        Arg::from(sop_instance_uid),
+                        Arg::from(a.sop_class_uid),
+                        Arg::from(a.transfer_syntax_uid),
+                        Arg::from(a.modality),
+                        Arg::from(a.series_number.map(i64::from)),
+                        Arg::from(a.series_description),
+                        Arg::from(a.instance_number.map(i64::from)),
+                        Arg::from(a.rows.map(i64::from)),
+                        Arg::from(a.columns.map(i64::from)),
+                        Arg::from(a.number_of_frames as i64),
+                        Arg::from(object.blob_key),
+                        Arg::from(object.size),
+                        Arg::from(e.recorded_at),
+                        Arg::from(metadata),
+                        Arg::from(patient.patient_id.subject()),
+                    ],
+                )
+                .await?;
+                return Ok(());
+            }
+            StudyEvent::StudyDeleted {
+                hospital_id,
+                study_instance_uid,
+                ..
+            } => ("deleted = TRUE", hospital_id, study_instance_uid),
+            StudyEvent::StudyRestored {
+                hospital_id,
+                study_instance_uid,
+                ..
+            } => ("deleted = FALSE", hospital_id, study_instance_uid),
+            StudyEvent::StudyArchived {
+                hospital_id,
+                study_instance_uid,
+                ..
+            } => ("storage_tier = 'archived'", hospital_id, study_instance_uid),
+            StudyEvent::StudyRetrieved {
+                hospital_id,
+                study_instance_uid,
+                ..
+            } => ("storage_tier = 'online'", hospital_id, study_instance_uid),
+            StudyEvent::StudyObjectsErased {
+                hospital_id,
+                study_instance_uid,
+                ..
+            } => ("erased = TRUE, metadata = NULL", hospital_id, study_instance_uid),
+            _ => return Ok(()),
+        };
+        let (set, hospital, study) = update;
+        tx.execute(
+            &format!("UPDATE rm_instances SET {set} WHERE hospital_id = $1 AND study_instance_uid = $2"),
+            &args![hospital, study],
+        )
+        .await?;
         Ok(())
     }
 }
@@ -91,6 +152,11 @@ pub struct InstanceView {
     pub blob_key: String,
     pub size_bytes: i64,
     pub received_at: DateTime<Utc>,
+    pub deleted: bool,
+    /// `online` or `archived`.
+    pub storage_tier: String,
+    /// The objects were erased with their patient.
+    pub erased: bool,
 }
 
 /// A hospital's instances of a study, optionally of one series or one
@@ -106,7 +172,8 @@ pub async fn find(
     let mut sql = String::from(
         "SELECT study_instance_uid, series_instance_uid, sop_instance_uid, sop_class_uid, transfer_syntax_uid, modality, \
          series_number, series_description, instance_number, rows_count, columns_count, number_of_frames, blob_key, \
-         size_bytes, received_at FROM rm_instances WHERE hospital_id = $1 AND study_instance_uid = $2",
+         size_bytes, received_at, deleted, storage_tier, erased FROM rm_instances \
+         WHERE hospital_id = $1 AND study_instance_uid = $2",
     );
     let mut args = vec![Arg::from(hospital_id), Arg::from(study)];
     if let Some(s) = series {
@@ -141,6 +208,9 @@ pub async fn find(
                 blob_key: r.get(12)?,
                 size_bytes: r.get(13)?,
                 received_at: r.time(14)?,
+                deleted: r.get(15)?,
+                storage_tier: r.get(16)?,
+                erased: r.get(17)?,
             })
         })
         .collect::<Result<_, sqlx::Error>>()
@@ -161,7 +231,7 @@ pub async fn series_of(db: &Db, hospital_id: Uuid, study: &str) -> Result<Vec<Se
     let rows = db
         .fetch_all(
             "SELECT series_instance_uid, MIN(modality), MIN(series_number), MIN(series_description), COUNT(*) \
-             FROM rm_instances WHERE hospital_id = $1 AND study_instance_uid = $2 \
+             FROM rm_instances WHERE hospital_id = $1 AND study_instance_uid = $2 AND deleted = FALSE \
              GROUP BY series_instance_uid ORDER BY MIN(series_number), series_instance_uid",
             &[Arg::from(hospital_id), Arg::from(study)],
         )
@@ -176,6 +246,41 @@ pub async fn series_of(db: &Db, hospital_id: Uuid, study: &str) -> Result<Vec<Se
                 instances: r.get(4)?,
             })
         })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(ProjectionError::from)
+}
+
+/// The stored DICOM JSON of a hospital's instances of a study (optionally one series or
+/// one instance), in series and instance order, with the study's availability. `None`
+/// entries are instances whose metadata was erased with their patient.
+pub async fn metadata(
+    db: &Db,
+    hospital_id: Uuid,
+    study: &str,
+    series: Option<&str>,
+    sop: Option<&str>,
+    limit: u32,
+) -> Result<Vec<(Option<String>, bool, String, bool)>, ProjectionError> {
+    let mut sql = String::from(
+        "SELECT metadata, deleted, storage_tier, erased FROM rm_instances WHERE hospital_id = $1 AND study_instance_uid = $2",
+    );
+    let mut args = vec![Arg::from(hospital_id), Arg::from(study)];
+    if let Some(s) = series {
+        args.push(Arg::from(s));
+        sql.push_str(&format!(" AND series_instance_uid = ${}", args.len()));
+    }
+    if let Some(i) = sop {
+        args.push(Arg::from(i));
+        sql.push_str(&format!(" AND sop_instance_uid = ${}", args.len()));
+    }
+    args.push(Arg::from(limit as i64));
+    sql.push_str(&format!(
+        " ORDER BY series_number, series_instance_uid, instance_number, sop_instance_uid LIMIT ${}",
+        args.len()
+    ));
+    let rows = db.fetch_all(&sql, &args).await?;
+    rows.iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .collect::<Result<_, sqlx::Error>>()
         .map_err(ProjectionError::from)
 }

@@ -2,9 +2,12 @@
 
 pub mod accounts;
 pub mod audit_log;
+pub mod imaging_settings;
 pub mod instances;
 pub mod organization;
 pub mod sessions;
+pub mod sharing;
+pub mod storage;
 pub mod worklist;
 
 use std::sync::Arc;
@@ -23,6 +26,9 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(sessions::Sessions),
         Arc::new(worklist::Worklist),
         Arc::new(instances::Instances),
+        Arc::new(storage::Storage),
+        Arc::new(sharing::Sharing),
+        Arc::new(imaging_settings::ImagingSettings),
     ]
 }
 

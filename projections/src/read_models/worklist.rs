@@ -31,13 +31,18 @@ impl Projection for Worklist {
         NAME
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn event_types(&self) -> &'static [&'static str] {
         &[
             "InstanceStored",
             "InstanceDuplicateIgnored",
             "InstanceConflictRecorded",
+            "StudyDeleted",
+            "StudyRestored",
+            "StudyArchived",
+            "StudyRetrieved",
+            "StudyObjectsErased",
             "SubjectForgotten",
         ]
     }
@@ -138,6 +143,21 @@ impl Projection for Worklist {
                 )
                 .await?;
             }
+            other => {
+                let set = match other {
+                    StudyEvent::StudyDeleted { .. } => "deleted = TRUE",
+                    StudyEvent::StudyRestored { .. } => "deleted = FALSE",
+                    StudyEvent::StudyArchived { .. } => "storage_tier = 'archived'",
+                    StudyEvent::StudyRetrieved { .. } => "storage_tier = 'online'",
+                    StudyEvent::StudyObjectsErased { .. } => "objects_erased = TRUE",
+                    _ => return Ok(()),
+                };
+                tx.execute(
+                    &format!("UPDATE rm_worklist SET {set}, updated_at = $2 WHERE study_key = $1"),
+                    &args![study_key, e.recorded_at],
+                )
+                .await?;
+            }
         }
         Ok(())
     }
@@ -166,6 +186,8 @@ pub struct WorklistFilter {
     pub query: Option<String>,
     /// Newest study first (default) or oldest first.
     pub ascending: bool,
+    /// List the soft-deleted studies instead of the others (administrators).
+    pub deleted: bool,
     pub cursor: Option<String>,
     pub limit: u32,
 }
@@ -193,6 +215,10 @@ pub struct WorklistRow {
     pub size_bytes: i64,
     pub received_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Soft-deleted by an administrator (only listed when asked for).
+    pub deleted: bool,
+    /// `online` or `archived` (retrieve before viewing).
+    pub storage_tier: String,
     #[serde(skip)]
     pub alliance_id: Option<Uuid>,
 }
@@ -232,7 +258,7 @@ fn like_escape(q: &str) -> String {
 const ROW_COLUMNS: &str = "study_key, study_instance_uid, hospital_id, alliance_id, patient_id, patient_name, \
      patient_sex, patient_birth_date, patient_erased, modalities, body_part, study_description, study_date, study_time, \
      accession_number, referring_physician, institution, status, instance_count, size_bytes, received_at, updated_at, \
-     study_datetime";
+     study_datetime, deleted, storage_tier";
 
 /// One worklist row (and the raw birth date) from [`ROW_COLUMNS`].
 fn decode_row(r: &medledger_commands::db::DbRow) -> Result<(WorklistRow, Option<String>), sqlx::Error> {
@@ -265,14 +291,16 @@ fn decode_row(r: &medledger_commands::db::DbRow) -> Result<(WorklistRow, Option<
         size_bytes: r.get(19)?,
         received_at: r.time(20)?,
         updated_at: r.time(21)?,
+        deleted: r.get(23)?,
+        storage_tier: r.get(24)?,
     };
     Ok((row, birth))
 }
 
 /// A page of the worklist, newest (or oldest) study first, keyset-paginated.
 pub async fn list(db: &Db, f: &WorklistFilter) -> Result<WorklistPage, ProjectionError> {
-    let mut sql = format!("SELECT {ROW_COLUMNS} FROM rm_worklist WHERE 1 = 1");
-    let mut args: Vec<Arg> = Vec::new();
+    let mut sql = format!("SELECT {ROW_COLUMNS} FROM rm_worklist WHERE deleted = $1");
+    let mut args: Vec<Arg> = vec![f.deleted.into()];
     let mut cond = |sql: &mut String, clause: &str, values: Vec<Arg>| {
         let mut clause = clause.to_string();
         for v in values {
@@ -404,7 +432,7 @@ pub fn dicom_wildcard(value: &str) -> String {
 }
 
 pub async fn match_studies(db: &Db, q: &StudyQuery) -> Result<Vec<StudyMatch>, ProjectionError> {
-    let mut sql = format!("SELECT {ROW_COLUMNS} FROM rm_worklist WHERE hospital_id = $1");
+    let mut sql = format!("SELECT {ROW_COLUMNS} FROM rm_worklist WHERE hospital_id = $1 AND deleted = FALSE");
     let mut args: Vec<Arg> = vec![q.hospital_id.into()];
     let mut push = |sql: &mut String, clause: &str, v: Arg| {
         args.push(v);
@@ -461,6 +489,20 @@ pub async fn match_studies(db: &Db, q: &StudyQuery) -> Result<Vec<StudyMatch>, P
                 patient_birth_date,
             })
         })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(ProjectionError::from)
+}
+
+/// The (hospital, Study Instance UID) of every study of a patient subject.
+pub async fn studies_of_subject(db: &Db, subject: Uuid) -> Result<Vec<(Uuid, String)>, ProjectionError> {
+    let rows = db
+        .fetch_all(
+            "SELECT hospital_id, study_instance_uid FROM rm_worklist WHERE patient_subject = $1 ORDER BY study_key",
+            &args![subject],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| Ok((uuid_at(r, 0)?, r.get(1)?)))
         .collect::<Result<_, sqlx::Error>>()
         .map_err(ProjectionError::from)
 }
