@@ -1,0 +1,168 @@
+//! The plain input model. Nothing here depends on other MedLedger crates: the caller
+//! (API or worker) maps its own read model onto these structs.
+
+/// A final diagnostic report as it should appear on paper.
+///
+/// All times are pre-formatted strings (e.g. `2024-05-01 10:32`): the caller decides
+/// the hospital's time zone and format, the printer only lays them out.
+#[derive(Debug, Clone, Default)]
+pub struct ReportDocument {
+    /// Hospital name shown in the page header, e.g. `某某市第一人民医院`.
+    pub hospital_name: String,
+    /// Optional hospital logo, PNG or JPEG bytes. Invalid bytes are an error
+    /// ([`crate::PrintError::InvalidImage`]), never silently dropped: the logo is
+    /// configured once per hospital and a broken one must be noticed.
+    pub hospital_logo: Option<Vec<u8>>,
+    /// Report title, e.g. `医学影像诊断报告`. [`LayoutOptions::title_text`] overrides it.
+    pub title: String,
+    /// Patient and examination details shown as a grid below the title.
+    pub patient: PatientBlock,
+    /// 影像所见. Paragraphs are separated by `\n`. Blank → the section is omitted.
+    pub findings: String,
+    /// 诊断意见. Blank → the section is omitted.
+    pub impression: String,
+    /// 建议. Blank → the section is omitted.
+    pub recommendations: String,
+    /// Critical (危急值) result: a red badge next to the title and a red impression heading.
+    pub critical: bool,
+    /// Key images, laid out in a grid of three columns. Empty → the section is omitted.
+    pub key_images: Vec<KeyImage>,
+    /// Signatures (报告医生, 审核医生, ...). Empty → the signature row is omitted.
+    pub signatures: Vec<Signature>,
+    /// URL encoded in the verification QR code. `None` or blank → no QR code.
+    pub verification_url: Option<String>,
+    /// Printed time shown in the footer of every page.
+    pub printed_at: String,
+    /// Footer text (e.g. `本报告仅供临床参考`). [`LayoutOptions::footer_text`] overrides it.
+    pub footer_text: String,
+    /// Options coming from the report template.
+    pub layout: LayoutOptions,
+}
+
+/// The patient block. Empty standard fields are printed as `—` so that the grid keeps
+/// its shape; empty `extra` fields are left out.
+#[derive(Debug, Clone, Default)]
+pub struct PatientBlock {
+    pub name: String,
+    pub sex: String,
+    pub age: String,
+    pub patient_id: String,
+    pub accession_number: String,
+    pub study_date: String,
+    pub modality: String,
+    pub body_part: String,
+    pub department: String,
+    pub referring_physician: String,
+    /// Additional `(label, value)` pairs appended to the grid (e.g. `床号`).
+    pub extra: Vec<(String, String)>,
+}
+
+/// One key image: PNG or JPEG bytes and a caption printed below it.
+#[derive(Debug, Clone, Default)]
+pub struct KeyImage {
+    pub data: Vec<u8>,
+    pub caption: String,
+}
+
+/// One signature line.
+#[derive(Debug, Clone, Default)]
+pub struct Signature {
+    /// Role label, e.g. `报告医生` or `审核医生`.
+    pub role: String,
+    pub name: String,
+    /// When the doctor signed, pre-formatted.
+    pub at: String,
+}
+
+/// Layout options coming from the report template.
+#[derive(Debug, Clone)]
+pub struct LayoutOptions {
+    /// Overrides [`ReportDocument::title`] when set.
+    pub title_text: Option<String>,
+    /// A sub-line under the hospital name (e.g. `放射科 Department of Radiology`).
+    pub header_text: Option<String>,
+    /// Overrides [`ReportDocument::footer_text`] when set.
+    pub footer_text: Option<String>,
+    pub show_logo: bool,
+    pub show_patient_block: bool,
+    pub show_findings: bool,
+    pub show_impression: bool,
+    pub show_recommendations: bool,
+    pub show_key_images: bool,
+    pub show_signatures: bool,
+    pub show_qr_code: bool,
+    /// Section and field labels.
+    pub labels: Labels,
+}
+
+impl Default for LayoutOptions {
+    fn default() -> Self {
+        Self {
+            title_text: None,
+            header_text: None,
+            footer_text: None,
+            show_logo: true,
+            show_patient_block: true,
+            show_findings: true,
+            show_impression: true,
+            show_recommendations: true,
+            show_key_images: true,
+            show_signatures: true,
+            show_qr_code: true,
+            labels: Labels::default(),
+        }
+    }
+}
+
+/// Every fixed string printed on the report, so a template can relabel or translate.
+#[derive(Debug, Clone)]
+pub struct Labels {
+    pub name: String,
+    pub sex: String,
+    pub age: String,
+    pub patient_id: String,
+    pub accession_number: String,
+    pub study_date: String,
+    pub modality: String,
+    pub body_part: String,
+    pub department: String,
+    pub referring_physician: String,
+    pub findings: String,
+    pub impression: String,
+    pub recommendations: String,
+    pub key_images: String,
+    pub critical_badge: String,
+    pub qr_caption: String,
+    /// `{page}` and `{pages}` are replaced.
+    pub page_number: String,
+    /// Prefix of the printed time in the footer.
+    pub printed_at: String,
+    /// Marker after the patient line on continuation pages.
+    pub continued: String,
+}
+
+impl Default for Labels {
+    fn default() -> Self {
+        Self {
+            name: "姓名".into(),
+            sex: "性别".into(),
+            age: "年龄".into(),
+            patient_id: "患者ID".into(),
+            accession_number: "检查号".into(),
+            study_date: "检查日期".into(),
+            modality: "检查类型".into(),
+            body_part: "检查部位".into(),
+            department: "申请科室".into(),
+            referring_physician: "申请医生".into(),
+            findings: "影像所见".into(),
+            impression: "诊断意见".into(),
+            recommendations: "建议".into(),
+            key_images: "关键图像".into(),
+            critical_badge: "危急值".into(),
+            qr_caption: "扫码核验报告真伪".into(),
+            page_number: "第 {page} 页 / 共 {pages} 页".into(),
+            printed_at: "打印时间：".into(),
+            continued: "（续）".into(),
+        }
+    }
+}
