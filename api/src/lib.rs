@@ -7,6 +7,7 @@
 //! - [`http`]: routes (one group per file), problem+json errors, idempotency,
 //!   read-your-writes, metrics and the OpenAPI document;
 //! - [`server`]: starting and stopping it all;
+//! - [`import`]: `medledger import` of a folder of DICOM files;
 //! - [`bench`]: `medledger bench`; [`bench_logins`]: `medledger bench-logins`.
 //!
 //! Handlers never touch SQL directly for decisions: commands go to the
@@ -16,6 +17,7 @@ pub mod bench;
 pub mod bench_logins;
 pub mod config;
 pub mod http;
+pub mod import;
 pub mod platform;
 pub mod server;
 pub mod telemetry;

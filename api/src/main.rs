@@ -1,4 +1,4 @@
-//! `medledger`: serve, migrate, verify, replay, forget-subject, bench.
+//! `medledger`: serve, migrate, verify, replay, forget-subject, import, bench.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -42,6 +42,19 @@ enum Command {
         subject_id: uuid::Uuid,
         #[arg(long, default_value = "erasure request")]
         reason: String,
+        #[command(flatten)]
+        config: Config,
+    },
+    /// Import a folder of DICOM files (recursively) into a hospital.
+    Import {
+        /// A folder (or one file).
+        path: std::path::PathBuf,
+        /// The receiving hospital's id.
+        #[arg(long)]
+        hospital: uuid::Uuid,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
         #[command(flatten)]
         config: Config,
     },
@@ -156,6 +169,23 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             .await?;
             println!("subject {subject_id} forgotten (event position {position}); its key is destroyed");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Import {
+            path,
+            hospital,
+            quiet,
+            config,
+        } => {
+            let platform = Platform::open(&config, Arc::new(SystemClock)).await?;
+            let summary =
+                medledger_api::import::import(&platform.app, &platform.blobs, &path, hospital, !quiet).await?;
+            print!("{}", medledger_api::import::report(&summary));
+            platform.shutdown().await;
+            Ok(if summary.refused_count() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
         }
         Command::Bench(args) => {
             bench::run(args).await?;
