@@ -14,6 +14,7 @@
 //! application layer, queries to read models.
 
 pub mod bench;
+pub mod bench_ingest;
 pub mod bench_logins;
 pub mod config;
 pub mod http;

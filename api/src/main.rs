@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use medledger_api::config::{Config, ServeConfig};
 use medledger_api::platform::{open_store, Platform};
-use medledger_api::{bench, bench_logins, server, telemetry};
+use medledger_api::{bench, bench_ingest, bench_logins, server, telemetry};
 use medledger_commands::clock::SystemClock;
 use medledger_commands::codec::Metadata;
 
@@ -62,6 +62,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Measure other endpoints' latency while a burst of logins arrives.
     BenchLogins(bench_logins::BenchLoginsArgs),
+    /// Measure DICOM ingest throughput (STOW-RS, C-STORE) and query latency at scale.
+    BenchIngest(bench_ingest::BenchIngestArgs),
 }
 
 #[tokio::main]
@@ -193,6 +195,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::BenchLogins(args) => {
             bench_logins::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchIngest(args) => {
+            bench_ingest::run(args).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

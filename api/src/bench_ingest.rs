@@ -1,0 +1,466 @@
+//! `medledger bench-ingest`: DICOM ingest throughput and query latency.
+//!
+//! Starts the platform (embedded by default; PostgreSQL + NATS JetStream with
+//! `--database-url`/`--nats-url`) with its HTTP server and DICOM SCP on free loopback
+//! ports, creates a hospital with a technician and a doctor, and measures:
+//!
+//! 1. **STOW-RS**: `--instances` synthetic CT instances (512×512, 16-bit, ≈525 KB, our own
+//!    generator) sent by 4 concurrent clients, 50 instances per request;
+//! 2. **C-STORE**: the same number of new instances sent by dcmtk's `storescu` with 1 and
+//!    with 4 concurrent associations (skipped when `storescu` is not installed);
+//! 3. **queries at scale**: `--studies` small single-instance studies are ingested directly,
+//!    then worklist (`GET /api/v1/studies`, plain and keyword search) and QIDO-RS
+//!    (`GET /dicomweb/studies?PatientName=…`) latency p50/p99, alone and while a STOW-RS
+//!    ingest runs;
+//! 4. **`/metadata`** of a 1,000-instance study.
+//!
+//! Instances are generated before each timed phase (files for storescu, bytes for
+//! STOW-RS), so generation is not measured.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use medledger_commands::clock::SystemClock;
+use medledger_dicom_ingest::{synthetic_ct, CtSpec};
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::server::{self, DicomOptions, HttpOptions};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchIngestArgs {
+    /// Instances per throughput measurement.
+    #[arg(long, default_value_t = 5000)]
+    pub instances: u32,
+    /// Studies in the store for the query latency measurement.
+    #[arg(long, default_value_t = 100_000)]
+    pub studies: u32,
+    /// Instances of the study whose `/metadata` is timed.
+    #[arg(long, default_value_t = 1000)]
+    pub metadata_instances: u32,
+    /// PostgreSQL instead of the embedded SQLite store.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// NATS JetStream instead of the in-process bus.
+    #[arg(long)]
+    pub nats_url: Option<String>,
+}
+
+const PASSWORD: &str = "Bench-Pass-2026!";
+const BOUNDARY: &str = "medledger-bench";
+
+pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("medledger-bench-ingest-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir)?;
+    let result = measure(&args, &dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+struct Env {
+    base: String,
+    http: reqwest::Client,
+    tech: String,
+    doctor: String,
+    hospital: uuid::Uuid,
+    dicom_addr: std::net::SocketAddr,
+}
+
+async fn post(http: &reqwest::Client, url: String, token: Option<&str>, body: Value) -> anyhow::Result<Value> {
+    let mut r = http.post(url).json(&body);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let r = r.send().await?;
+    let status = r.status();
+    let v: Value = r.json().await?;
+    anyhow::ensure!(status.is_success(), "{status}: {v}");
+    Ok(v)
+}
+
+async fn login(http: &reqwest::Client, base: &str, login: &str) -> anyhow::Result<String> {
+    let v = post(
+        http,
+        format!("{base}/api/v1/auth/login"),
+        None,
+        json!({"login": login, "password": PASSWORD, "client": "pc"}),
+    )
+    .await?;
+    Ok(v["token"].as_str().unwrap_or_default().to_string())
+}
+
+async fn set_up(base: &str) -> anyhow::Result<(reqwest::Client, String, String, uuid::Uuid)> {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+    let operator = login(&http, base, "operator").await?;
+    let person = |login: &str| json!({"login": login, "name": login, "password": PASSWORD});
+    let a = post(
+        &http,
+        format!("{base}/api/v1/alliances"),
+        Some(&operator),
+        json!({"name": "Bench alliance", "admin": person("bench.alliance")}),
+    )
+    .await?;
+    let alliance_admin = login(&http, base, "bench.alliance").await?;
+    let h = post(
+        &http,
+        format!("{base}/api/v1/alliances/{}/hospitals", a["id"].as_str().unwrap_or_default()),
+        Some(&alliance_admin),
+        json!({"name": "Bench hospital", "code": "BENCH", "admin": person("bench.admin")}),
+    )
+    .await?;
+    let hospital: uuid::Uuid = h["id"].as_str().unwrap_or_default().parse()?;
+    let admin = login(&http, base, "bench.admin").await?;
+    for (user, role) in [("bench.tech", "technician"), ("bench.doctor", "doctor")] {
+        post(
+            &http,
+            format!("{base}/api/v1/hospitals/{hospital}/users"),
+            Some(&admin),
+            json!({"login": user, "name": user, "password": PASSWORD, "roles": [h["roles"][role]]}),
+        )
+        .await?;
+    }
+    post(
+        &http,
+        format!("{base}/api/v1/hospitals/{hospital}/dicom-peers"),
+        Some(&admin),
+        json!({"ae_title": "BENCHSCU"}),
+    )
+    .await?;
+    let tech = login(&http, base, "bench.tech").await?;
+    let doctor = login(&http, base, "bench.doctor").await?;
+    Ok((http, tech, doctor, hospital))
+}
+
+fn ct(study: u32, instance: u32, seed: u64, size: u16) -> Vec<u8> {
+    synthetic_ct(&CtSpec {
+        patient_index: study,
+        study_index: study,
+        series_index: 0,
+        instance_index: instance,
+        seed,
+        rows: size,
+        columns: size,
+        ..CtSpec::default()
+    })
+}
+
+fn multipart(parts: &[Vec<u8>]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(parts.iter().map(|p| p.len() + 100).sum());
+    for p in parts {
+        body.extend_from_slice(format!("--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n").as_bytes());
+        body.extend_from_slice(p);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+/// STOW-RS `n` instances (seeded `seed`) with 4 clients × 50 per request; (seconds, bytes).
+async fn stow(env: &Env, n: u32, seed: u64, studies_of: u32) -> anyhow::Result<(f64, u64)> {
+    let bodies: Vec<Vec<u8>> = (0..n)
+        .collect::<Vec<_>>()
+        .chunks(50)
+        .map(|chunk| multipart(&chunk.iter().map(|i| ct(i / studies_of, *i, seed, 512)).collect::<Vec<_>>()))
+        .collect();
+    let bytes: u64 = bodies.iter().map(|b| b.len() as u64).sum();
+    let queue = Arc::new(std::sync::Mutex::new(bodies));
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (queue, http, url, token) = (
+            queue.clone(),
+            env.http.clone(),
+            format!("{}/dicomweb/studies", env.base),
+            env.tech.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            loop {
+                let Some(body) = queue.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.pop() else {
+                    return anyhow::Ok(());
+                };
+                let r = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header(
+                        "content-type",
+                        format!("multipart/related; type=\"application/dicom\"; boundary={BOUNDARY}"),
+                    )
+                    .body(body)
+                    .send()
+                    .await?;
+                anyhow::ensure!(r.status() == 200, "STOW-RS answered {}", r.status());
+            }
+        }));
+    }
+    for c in clients {
+        c.await??;
+    }
+    Ok((started.elapsed().as_secs_f64(), bytes))
+}
+
+/// storescu `files` with `associations` concurrent processes; seconds.
+fn storescu(env: &Env, files: &[PathBuf], associations: usize) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let mut children = Vec::new();
+    for chunk in files.chunks(files.len().div_ceil(associations)) {
+        let mut cmd = std::process::Command::new("storescu");
+        cmd.args(["-aet", "BENCHSCU", "-aec", "MEDLEDGER", "-xs"])
+            .arg(env.dicom_addr.ip().to_string())
+            .arg(env.dicom_addr.port().to_string())
+            .args(chunk)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        children.push(cmd.spawn()?);
+    }
+    for c in children {
+        let out = c.wait_with_output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "storescu failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn write_files(dir: &Path, n: u32, seed: u64) -> anyhow::Result<(Vec<PathBuf>, u64)> {
+    std::fs::create_dir_all(dir)?;
+    let mut files = Vec::new();
+    let mut bytes = 0;
+    for i in 0..n {
+        let b = ct(i / 100, i, seed, 512);
+        bytes += b.len() as u64;
+        let p = dir.join(format!("{i:06}.dcm"));
+        std::fs::write(&p, b)?;
+        files.push(p);
+    }
+    Ok((files, bytes))
+}
+
+async fn latency(env: &Env, paths: &[String], rounds: usize) -> anyhow::Result<Histogram<u64>> {
+    let mut h = Histogram::<u64>::new(3)?;
+    for round in 0..rounds {
+        let path = &paths[round % paths.len()];
+        let started = Instant::now();
+        let r = env
+            .http
+            .get(format!("{}{path}", env.base))
+            .bearer_auth(&env.doctor)
+            .send()
+            .await?;
+        let status = r.status();
+        let _ = r.bytes().await?;
+        anyhow::ensure!(status.is_success(), "{path}: {status}");
+        h.record(started.elapsed().as_micros() as u64)?;
+    }
+    Ok(h)
+}
+
+fn row(name: &str, h: &Histogram<u64>) {
+    println!(
+        "  {name:<44} p50 {:>7.2} ms  p99 {:>7.2} ms  (n={})",
+        h.value_at_quantile(0.5) as f64 / 1000.0,
+        h.value_at_quantile(0.99) as f64 / 1000.0,
+        h.len()
+    );
+}
+
+async fn measure(args: &BenchIngestArgs, dir: &Path) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mut config = Config::embedded(dir.join("data"));
+    config.database_url = args.database_url.clone();
+    config.nats_url = args.nats_url.clone();
+    if args.nats_url.is_some() {
+        config.nats_stream = format!("BENCH_{}", uuid::Uuid::new_v4().simple());
+        config.nats_subject_prefix = format!("bench{}", uuid::Uuid::new_v4().simple());
+    }
+    let deployment = match (&args.database_url, &args.nats_url) {
+        (Some(_), Some(_)) => "PostgreSQL + NATS JetStream",
+        (Some(_), None) => "PostgreSQL + in-process bus",
+        _ => "embedded (SQLite + in-process bus)",
+    };
+    println!(
+        "medledger bench-ingest — {cores} CPUs; {deployment}; {} instances per path",
+        args.instances
+    );
+    let running = server::start(
+        &config,
+        HttpOptions {
+            addr: "127.0.0.1:0".parse()?,
+            public_url: "http://127.0.0.1".into(),
+            bootstrap_password: Some(PASSWORD.into()),
+            stop_on_signal: false,
+        },
+        Arc::new(SystemClock),
+    )
+    .await?;
+    let base = format!("http://{}", running.addr);
+    let (http, tech, doctor, hospital) = set_up(&base).await?;
+    let (stop_dicom, dicom_stopped) = tokio::sync::watch::channel(false);
+    let (dicom_addr, dicom_task) = server::start_dicom(
+        &running.app,
+        &running.blobs,
+        &DicomOptions {
+            addr: "127.0.0.1:0".parse()?,
+            ae_title: "MEDLEDGER".into(),
+            calling_aes: vec![],
+        },
+        dicom_stopped,
+    )
+    .await?;
+    let env = Env {
+        base,
+        http,
+        tech,
+        doctor,
+        hospital,
+        dicom_addr,
+    };
+    let n = args.instances;
+
+    println!("\ningest ({n} instances of ≈525 KB each)");
+    let (secs, bytes) = stow(&env, n, 1, 100).await?;
+    println!(
+        "  {:<44} {:>7.0} instances/s  {:>6.0} MB/s  ({secs:.1} s)",
+        "STOW-RS, 4 clients × 50 per request",
+        n as f64 / secs,
+        bytes as f64 / 1e6 / secs
+    );
+    if std::process::Command::new("storescu").arg("--version").output().is_ok() {
+        for (associations, seed) in [(1usize, 2u64), (4, 3)] {
+            let (files, bytes) = write_files(&dir.join(format!("scu{seed}")), n, seed)?;
+            let secs = storescu(&env, &files, associations)?;
+            println!(
+                "  {:<44} {:>7.0} instances/s  {:>6.0} MB/s  ({secs:.1} s)",
+                format!("C-STORE (storescu), {associations} association(s)"),
+                n as f64 / secs,
+                bytes as f64 / 1e6 / secs
+            );
+            let _ = std::fs::remove_dir_all(dir.join(format!("scu{seed}")));
+        }
+    } else {
+        println!("  C-STORE: storescu (dcmtk) is not installed; skipped");
+    }
+
+    // /metadata of one large study.
+    let m = args.metadata_instances;
+    let study_bodies: Vec<Vec<u8>> = (0..m)
+        .collect::<Vec<_>>()
+        .chunks(100)
+        .map(|c| multipart(&c.iter().map(|i| ct(999_999, *i, 9, 64)).collect::<Vec<_>>()))
+        .collect();
+    for body in study_bodies {
+        let r = env
+            .http
+            .post(format!("{}/dicomweb/studies", env.base))
+            .bearer_auth(&env.tech)
+            .header(
+                "content-type",
+                format!("multipart/related; type=\"application/dicom\"; boundary={BOUNDARY}"),
+            )
+            .body(body)
+            .send()
+            .await?;
+        anyhow::ensure!(r.status() == 200, "STOW-RS answered {}", r.status());
+    }
+    let big_study = CtSpec {
+        patient_index: 999_999,
+        study_index: 999_999,
+        seed: 9,
+        ..CtSpec::default()
+    }
+    .study_instance_uid();
+    let head = running.app.store.head_position().await?;
+    let meta_path = format!("/dicomweb/studies/{big_study}/metadata");
+    let _ = latency(&env, &[format!("{meta_path}?min_position={head}")], 1).await?;
+    let h = latency(&env, &[meta_path], 20).await?;
+    println!("\n/metadata of a {m}-instance study (from the database)");
+    row("GET …/metadata", &h);
+
+    // Many studies, then query latency alone and during an ingest.
+    let target = args.studies;
+    let existing = n * 3 / 100 + 1;
+    let to_add = target.saturating_sub(existing);
+    let started = Instant::now();
+    let meta = {
+        let mut m = medledger_commands::codec::Metadata::system();
+        m.tenant = medledger_domain::identity::Tenant {
+            alliance_id: None,
+            hospital_id: Some(env.hospital),
+        };
+        m
+    };
+    let tenant = meta.tenant;
+    let app = running.app.clone();
+    let blobs = running.blobs.clone();
+    futures::StreamExt::for_each_concurrent(futures::stream::iter(0..to_add), 32, |i| {
+        let (app, blobs, meta) = (app.clone(), blobs.clone(), meta.clone());
+        async move {
+            let bytes = ct(1_000_000 + i, 0, 11, 8);
+            if let Err(e) = medledger_dicom_ingest::ingest::ingest(
+                &app,
+                &blobs,
+                &tenant,
+                bytes.into(),
+                medledger_domain::imaging::study::Arrival::FolderImport,
+                &meta,
+            )
+            .await
+            {
+                tracing::warn!(error = %e, "ingest failed");
+            }
+        }
+    })
+    .await;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "\nqueries over {target} studies ({to_add} small studies added in {secs:.0} s, {:.0}/s)",
+        to_add as f64 / secs
+    );
+    let head = running.app.store.head_position().await?;
+    let _ = latency(&env, &[format!("/api/v1/studies?min_position={head}")], 1).await?;
+    let worklist = vec![
+        "/api/v1/studies?limit=50".to_string(),
+        "/api/v1/studies?limit=50&order=asc".to_string(),
+        "/api/v1/studies?limit=50&modality=CT&from=20240101".to_string(),
+    ];
+    let search = vec![
+        "/api/v1/studies?q=P0100123".to_string(),
+        "/api/v1/studies?q=patient1000".to_string(),
+    ];
+    let qido = vec![
+        "/dicomweb/studies?PatientName=Synthetic*&limit=50".to_string(),
+        "/dicomweb/studies?PatientID=P01000077".to_string(),
+        "/dicomweb/studies?StudyDate=20240101-20241231&limit=50".to_string(),
+    ];
+    let sets = [
+        ("worklist page", &worklist),
+        ("worklist keyword search", &search),
+        ("QIDO-RS studies", &qido),
+    ];
+    for (name, paths) in sets {
+        row(&format!("{name}, alone"), &latency(&env, paths, 200).await?);
+    }
+    // The same while a STOW-RS ingest runs.
+    let ingest_env = Env {
+        base: env.base.clone(),
+        http: env.http.clone(),
+        tech: env.tech.clone(),
+        doctor: env.doctor.clone(),
+        hospital: env.hospital,
+        dicom_addr: env.dicom_addr,
+    };
+    let during = tokio::spawn(async move { stow(&ingest_env, 1000, 21, 100).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (name, paths) in sets {
+        row(&format!("{name}, during ingest"), &latency(&env, paths, 200).await?);
+    }
+    let _ = during.await?;
+
+    let _ = stop_dicom.send(true);
+    let _ = dicom_task.await;
+    running.stop().await?;
+    Ok(())
+}
