@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod audit_log;
 pub mod instances;
 pub mod organization;
+pub mod reports;
 pub mod sessions;
 pub mod worklist;
 
@@ -23,6 +24,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(sessions::Sessions),
         Arc::new(worklist::Worklist),
         Arc::new(instances::Instances),
+        Arc::new(reports::Reports),
     ]
 }
 
