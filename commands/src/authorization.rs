@@ -46,6 +46,21 @@ pub enum Action {
     /// Storage usage and the upload log: the operator, the alliance's administrators, the
     /// hospital's administrators.
     ViewStorage,
+    /// Read reports, their history, priors and diffs.
+    ViewReports,
+    /// Open a report for editing (lock), save, insert phrases, release.
+    EditReport,
+    /// Submit a preliminary report (初诊).
+    SubmitPreliminary,
+    /// Review (sign off), send back or amend a report (审核).
+    ReviewReport,
+    /// Record a print of a final report.
+    PrintReport,
+    /// Take a report's edit lock away from its holder (audited).
+    BreakReportLock,
+    /// Define report templates, hospital-wide knowledge-base entries and
+    /// the hospital's reporting settings.
+    ManageTemplates,
 }
 
 /// May `principal` do `action` on objects of `target`?
@@ -56,6 +71,7 @@ pub fn authorize(principal: &Principal, action: Action, target: &Tenant) -> Resu
     }
     let level = principal.role;
     let hospital_admin_or = |p: Permission| level == AccountRole::HospitalAdministrator || principal.has(p);
+    let in_hospital = principal.tenant.hospital_id.is_some();
     let allowed = match action {
         Action::ReadAuditLog | Action::ForgetSubject | Action::CreateAlliance => level == AccountRole::PlatformOperator,
         Action::RegisterHospital => level == AccountRole::AllianceAdministrator,
@@ -72,6 +88,17 @@ pub fn authorize(principal: &Principal, action: Action, target: &Tenant) -> Resu
             AccountRole::PlatformOperator | AccountRole::AllianceAdministrator => true,
             _ => hospital_admin_or(Permission::AdminHospital),
         },
+        Action::ViewReports => {
+            principal.tenant.hospital_id.is_some()
+                && (level == AccountRole::HospitalAdministrator
+                    || principal.has(Permission::StudyView)
+                    || principal.has(Permission::ReportEdit))
+        }
+        Action::EditReport => in_hospital && principal.has(Permission::ReportEdit),
+        Action::SubmitPreliminary => in_hospital && principal.has(Permission::ReportPreliminary),
+        Action::ReviewReport => in_hospital && principal.has(Permission::ReportReview),
+        Action::PrintReport => in_hospital && principal.has(Permission::ReportPrint),
+        Action::BreakReportLock | Action::ManageTemplates => in_hospital && level == AccountRole::HospitalAdministrator,
         Action::ViewOperationLog => match level {
             AccountRole::PlatformOperator | AccountRole::AllianceAdministrator => true,
             _ => hospital_admin_or(Permission::AdminAudit),
@@ -189,5 +216,34 @@ mod tests {
             "ok"
         );
         assert_eq!(code(authorize(&operator, Action::RegisterHospital, &mine)), "forbidden");
+    }
+
+    #[test]
+    fn report_steps_follow_the_report_permissions() {
+        let mine = hospital(1, 2);
+        let doctor = principal(
+            AccountRole::User,
+            mine,
+            &[
+                Permission::StudyView,
+                Permission::ReportEdit,
+                Permission::ReportPreliminary,
+                Permission::ReportPrint,
+            ],
+        );
+        assert_eq!(code(authorize(&doctor, Action::EditReport, &mine)), "ok");
+        assert_eq!(code(authorize(&doctor, Action::SubmitPreliminary, &mine)), "ok");
+        assert_eq!(code(authorize(&doctor, Action::ReviewReport, &mine)), "forbidden");
+        assert_eq!(code(authorize(&doctor, Action::BreakReportLock, &mine)), "forbidden");
+        assert_eq!(
+            code(authorize(&doctor, Action::ViewReports, &hospital(1, 3))),
+            "not_found"
+        );
+        let reviewer = principal(AccountRole::User, mine, &[Permission::ReportReview]);
+        assert_eq!(code(authorize(&reviewer, Action::ReviewReport, &mine)), "ok");
+        let admin = principal(AccountRole::HospitalAdministrator, mine, &[]);
+        assert_eq!(code(authorize(&admin, Action::BreakReportLock, &mine)), "ok");
+        assert_eq!(code(authorize(&admin, Action::ManageTemplates, &mine)), "ok");
+        assert_eq!(code(authorize(&admin, Action::ViewReports, &mine)), "ok");
     }
 }

@@ -76,6 +76,10 @@ pub fn catalog() -> Vec<EventTypeInfo> {
     use medledger_domain::organization::department::DepartmentEvent;
     use medledger_domain::organization::hospital::HospitalEvent;
     use medledger_domain::organization::role::RoleEvent;
+    use medledger_domain::reporting::knowledge::KnowledgeEntryEvent;
+    use medledger_domain::reporting::report::ReportEvent;
+    use medledger_domain::reporting::settings::ReportingSettingsEvent;
+    use medledger_domain::reporting::template::ReportTemplateEvent;
     [
         AccountEvent::catalog(),
         SessionEvent::catalog(),
@@ -89,6 +93,10 @@ pub fn catalog() -> Vec<EventTypeInfo> {
         medledger_domain::imaging::settings::ImagingSettingsEvent::catalog(),
         medledger_domain::imaging::worklist_columns::WorklistColumnsEvent::catalog(),
         AdministrationEvent::catalog(),
+        ReportEvent::catalog(),
+        ReportTemplateEvent::catalog(),
+        KnowledgeEntryEvent::catalog(),
+        ReportingSettingsEvent::catalog(),
     ]
     .concat()
 }

@@ -26,6 +26,15 @@ pub enum Error {
         code: &'static str,
         message: String,
     },
+    /// A refusal that carries structured facts for the client (e.g. who
+    /// holds a lock and since when); they become extra problem members.
+    #[error("{message}")]
+    RejectedWith {
+        kind: Kind,
+        code: &'static str,
+        message: String,
+        details: serde_json::Value,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -57,10 +66,18 @@ impl Error {
         )
     }
 
+    /// Structured facts of the refusal, if any.
+    pub fn details(&self) -> Option<&serde_json::Value> {
+        match self {
+            Error::RejectedWith { details, .. } => Some(details),
+            _ => None,
+        }
+    }
+
     /// The stable code and kind of this error.
     pub fn classify(&self) -> (Kind, &'static str) {
         match self {
-            Error::Rejected { kind, code, .. } => (*kind, code),
+            Error::Rejected { kind, code, .. } | Error::RejectedWith { kind, code, .. } => (*kind, code),
             Error::Store(StoreError::WrongExpectedVersion { .. }) => (Kind::Conflict, "concurrent_modification"),
             Error::Store(StoreError::GuardTaken { .. }) => (Kind::Conflict, "already_exists"),
             Error::Store(StoreError::DuplicateEventMismatch(_)) => (Kind::Conflict, "duplicate_event"),
@@ -100,6 +117,10 @@ mod table {
     use medledger_domain::organization::hospital::HospitalError;
     use medledger_domain::organization::role::RoleError;
     use medledger_domain::organization::values::ValueError;
+    use medledger_domain::reporting::knowledge::KnowledgeError;
+    use medledger_domain::reporting::report::ReportError;
+    use medledger_domain::reporting::settings::ReportingSettingsError;
+    use medledger_domain::reporting::template::TemplateError;
 
     impl Rejection for AccountError {
         fn kind_and_code(&self) -> (Kind, &'static str) {
@@ -248,6 +269,74 @@ mod table {
     impl Rejection for AuditError {
         fn kind_and_code(&self) -> (Kind, &'static str) {
             (Kind::Unauthenticated, "unauthenticated")
+        }
+    }
+
+    impl From<ReportError> for super::Error {
+        fn from(e: ReportError) -> Self {
+            let (kind, code) = match &e {
+                ReportError::AlreadyExists => (Kind::Conflict, "report_exists"),
+                ReportError::NotFound => (Kind::NotFound, "not_found"),
+                ReportError::Locked {
+                    holder,
+                    since,
+                    expires_at,
+                } => {
+                    return super::Error::RejectedWith {
+                        kind: Kind::Conflict,
+                        code: "report_locked",
+                        message: e.to_string(),
+                        details: serde_json::json!({
+                            "holder": holder, "since": since, "expires_at": expires_at,
+                        }),
+                    }
+                }
+                ReportError::NotLockHolder => (Kind::Conflict, "report_lock_not_held"),
+                ReportError::NotLocked => (Kind::Conflict, "report_not_locked"),
+                ReportError::StaleVersion { expected, current } => {
+                    return super::Error::RejectedWith {
+                        kind: Kind::Conflict,
+                        code: "stale_report_version",
+                        message: e.to_string(),
+                        details: serde_json::json!({"expected_version": expected, "current_version": current}),
+                    }
+                }
+                ReportError::WrongStatus { .. } => (Kind::Conflict, "report_wrong_status"),
+                ReportError::SelfReview => (Kind::Forbidden, "self_review_not_allowed"),
+                ReportError::Empty => (Kind::Invalid, "report_empty"),
+                ReportError::InvalidContent(_) => (Kind::Invalid, "invalid_report_content"),
+                ReportError::InvalidReason => (Kind::Invalid, "invalid_reason"),
+                ReportError::InvalidCopies => (Kind::Invalid, "invalid_copies"),
+            };
+            super::Error::rejected(kind, code, e.to_string())
+        }
+    }
+
+    impl Rejection for TemplateError {
+        fn kind_and_code(&self) -> (Kind, &'static str) {
+            match self {
+                TemplateError::AlreadyExists => (Kind::Conflict, "already_exists"),
+                TemplateError::NotFound => (Kind::NotFound, "not_found"),
+                TemplateError::Retired => (Kind::Conflict, "template_retired"),
+                TemplateError::Invalid(_) => (Kind::Invalid, "invalid_template"),
+            }
+        }
+    }
+
+    impl Rejection for KnowledgeError {
+        fn kind_and_code(&self) -> (Kind, &'static str) {
+            match self {
+                KnowledgeError::AlreadyExists => (Kind::Conflict, "already_exists"),
+                KnowledgeError::NotFound => (Kind::NotFound, "not_found"),
+                KnowledgeError::Retired => (Kind::Conflict, "knowledge_entry_retired"),
+                KnowledgeError::Invalid(_) => (Kind::Invalid, "invalid_knowledge_entry"),
+            }
+        }
+    }
+
+    impl Rejection for ReportingSettingsError {
+        fn kind_and_code(&self) -> (Kind, &'static str) {
+            match *self {}
         }
     }
 

@@ -10,7 +10,8 @@
 //! - [`relay`]: publishing the log to the bus and sealing it; [`verify`]: checking it;
 //! - [`blobs`]: logos and other files kept under validated keys;
 //! - [`media`]: logo checks and QR codes;
-//! - use cases per bounded context ([`identity`], [`organization`], [`administration`]).
+//! - use cases per bounded context ([`identity`], [`organization`],
+//!   [`reporting`], [`administration`]).
 //!
 //! It never reads a read model to decide anything, and it knows nothing of HTTP.
 
@@ -28,6 +29,7 @@ pub mod imaging;
 pub mod media;
 pub mod organization;
 pub mod relay;
+pub mod reporting;
 pub mod store;
 pub mod verify;
 

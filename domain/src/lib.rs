@@ -12,10 +12,12 @@
 //!   QR-scan login tickets and forgot-password codes.
 //! - [`organization`]: alliances, hospitals, departments, roles and permissions.
 //! - [`imaging`]: studies and the instances received into them.
+//! - [`reporting`]: diagnostic reports under a single-editor lock, their
+//!   templates and knowledge-base phrases.
 //! - [`administration`]: audit-log views and subject erasure ("forget").
 //! - [`pii`]: personal data values that the store encrypts per data subject.
 //!
-//! Later contexts ( reporting, consultation, rounds,
+//! Later contexts (consultation, rounds,
 //! teaching, quality, ai, patient_archive, notification) get a module each.
 
 pub mod administration;
@@ -25,6 +27,7 @@ pub mod identity;
 pub mod imaging;
 pub mod organization;
 pub mod pii;
+pub mod reporting;
 
 pub use decider::{Ctx, Decider};
 pub use event::{DomainEvent, EventTypeInfo};

@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod operation_log;
 pub mod organization;
 pub mod problem;
+pub mod reports;
 pub mod studies;
 pub mod users;
 
@@ -134,7 +135,40 @@ pub fn router(state: AppState) -> Router {
             get(imaging::list_peers).post(imaging::register_peer),
         )
         .route("/hospitals/{id}/dicom-peers/{ae_title}", delete(imaging::remove_peer))
-        .route("/admin/forget-patient", post(imaging::forget_patient));
+        .route("/admin/forget-patient", post(imaging::forget_patient))
+        .route("/studies/{study_uid}/report", post(reports::open_study_report))
+        .route("/reports", get(reports::list))
+        .route("/reports/{id}", get(reports::get))
+        .route("/reports/{id}/history", get(reports::history))
+        .route("/reports/{id}/lock", post(reports::acquire_lock))
+        .route("/reports/{id}/lock/heartbeat", post(reports::heartbeat))
+        .route("/reports/{id}/lock/release", post(reports::release_lock))
+        .route("/reports/{id}/lock/break", post(reports::break_lock))
+        .route("/reports/{id}/save", post(reports::save))
+        .route("/reports/{id}/submit", post(reports::submit))
+        .route("/reports/{id}/review", post(reports::review))
+        .route("/reports/{id}/send-back", post(reports::send_back))
+        .route("/reports/{id}/amend", post(reports::amend))
+        .route("/reports/{id}/print", post(reports::print))
+        .route("/reports/{id}/phrases", post(reports::insert_phrase))
+        .route("/reports/{id}/priors", get(reports::priors))
+        .route("/reports/{id}/diff", get(reports::diff))
+        .route(
+            "/report-templates",
+            post(reports::create_template).get(reports::list_templates),
+        )
+        .route(
+            "/report-templates/{id}",
+            get(reports::get_template).post(reports::update_template),
+        )
+        .route("/report-templates/{id}/retire", post(reports::retire_template))
+        .route("/knowledge", post(reports::create_entry).get(reports::search_knowledge))
+        .route("/knowledge/{id}", post(reports::update_entry))
+        .route("/knowledge/{id}/retire", post(reports::retire_entry))
+        .route(
+            "/report-settings",
+            get(reports::get_settings).post(reports::change_settings),
+        );
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

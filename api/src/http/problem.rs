@@ -76,13 +76,16 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let (kind, code) = e.classify();
         let status = status_of(kind);
+        let extra = e.details().cloned();
         let detail = if status.is_server_error() {
             tracing::error!(error = %e, code, "request failed");
             "the service could not complete the request; try again".to_string()
         } else {
             e.to_string()
         };
-        ApiError::new(status, code, detail)
+        let mut api = ApiError::new(status, code, detail);
+        api.extra = extra;
+        api
     }
 }
 

@@ -5,6 +5,7 @@ pub mod audit_log;
 pub mod imaging_settings;
 pub mod instances;
 pub mod organization;
+pub mod reports;
 pub mod sessions;
 pub mod sharing;
 pub mod storage;
@@ -29,6 +30,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(storage::Storage),
         Arc::new(sharing::Sharing),
         Arc::new(imaging_settings::ImagingSettings),
+        Arc::new(reports::Reports),
     ]
 }
 

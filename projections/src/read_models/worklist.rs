@@ -44,6 +44,12 @@ impl Projection for Worklist {
             "StudyRetrieved",
             "StudyObjectsErased",
             "SubjectForgotten",
+            // The report moves the study's status (see `reports::worklist_status`).
+            "ReportPreliminarySubmitted",
+            "ReportSentBack",
+            "ReportReviewed",
+            "ReportAmendmentStarted",
+            "ReportPrinted",
         ]
     }
     fn tables(&self) -> &'static [&'static str] {
@@ -59,6 +65,26 @@ impl Projection for Worklist {
                     &args![subject_id],
                 )
                 .await?;
+            }
+            return Ok(());
+        }
+        if e.event_type.starts_with("Report") {
+            match super::reports::worklist_status(e) {
+                Some((study_key, status, Some(printed_at))) => {
+                    tx.execute(
+                        "UPDATE rm_worklist SET status = $2, printed_at = $3 WHERE study_key = $1",
+                        &args![study_key, status, printed_at],
+                    )
+                    .await?;
+                }
+                Some((study_key, status, None)) => {
+                    tx.execute(
+                        "UPDATE rm_worklist SET status = $2 WHERE study_key = $1",
+                        &args![study_key, status],
+                    )
+                    .await?;
+                }
+                None => {}
             }
             return Ok(());
         }
@@ -211,6 +237,8 @@ pub struct WorklistRow {
     pub referring_physician: Option<String>,
     pub institution: Option<String>,
     pub status: String,
+    /// When the study's report was last printed.
+    pub printed_at: Option<DateTime<Utc>>,
     pub instance_count: i64,
     pub size_bytes: i64,
     pub received_at: DateTime<Utc>,
@@ -258,7 +286,7 @@ fn like_escape(q: &str) -> String {
 const ROW_COLUMNS: &str = "study_key, study_instance_uid, hospital_id, alliance_id, patient_id, patient_name, \
      patient_sex, patient_birth_date, patient_erased, modalities, body_part, study_description, study_date, study_time, \
      accession_number, referring_physician, institution, status, instance_count, size_bytes, received_at, updated_at, \
-     study_datetime, deleted, storage_tier";
+     study_datetime, deleted, storage_tier, printed_at";
 
 /// One worklist row (and the raw birth date) from [`ROW_COLUMNS`].
 fn decode_row(r: &medledger_commands::db::DbRow) -> Result<(WorklistRow, Option<String>), sqlx::Error> {
@@ -287,6 +315,7 @@ fn decode_row(r: &medledger_commands::db::DbRow) -> Result<(WorklistRow, Option<
         referring_physician: r.get(15)?,
         institution: r.get(16)?,
         status: r.get(17)?,
+        printed_at: r.opt_time(25)?,
         instance_count: r.get(18)?,
         size_bytes: r.get(19)?,
         received_at: r.time(20)?,
