@@ -52,6 +52,9 @@ use utoipa::{Modify, OpenApi};
         super::dicomweb::retrieve,
         super::dicomweb::search_studies,
         super::dicomweb::search_series,
+        super::rendering::frames,
+        super::rendering::rendered,
+        super::rendering::thumbnail,
         super::studies::list,
     ),
     components(schemas(
