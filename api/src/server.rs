@@ -159,6 +159,10 @@ pub async fn start(config: &Config, options: HttpOptions, clock: Arc<dyn Clock>)
         notifier: platform.notifier.clone(),
         blobs: platform.blobs.clone(),
         public_url,
+        renders: std::sync::Arc::new(medledger_dicom_ingest::render_cache::RenderCache::new(
+            platform.blobs.clone(),
+            medledger_dicom_ingest::render_cache::DEFAULT_CAPACITY_BYTES,
+        )),
     };
     let app = platform.app.clone();
     let status = platform.runner.status();

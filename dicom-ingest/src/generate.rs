@@ -33,6 +33,107 @@ pub struct CtSpec {
     pub private_tags: bool,
     /// Attributes left out of the data set, to build instances that must be rejected.
     pub omitted: Vec<Tag>,
+    /// What the pixels are: photometric interpretation, bits, sign, frames, pattern. The
+    /// default is the CT above (MONOCHROME2, 16 bits allocated, 12 stored, one frame, disc).
+    pub image: ImageSpec,
+}
+
+/// Photometric interpretations [`synthetic_ct`] can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Photometric {
+    #[default]
+    Monochrome2,
+    Monochrome1,
+    /// 8-bit RGB, interleaved (planar configuration 0).
+    Rgb,
+    /// 8-bit YCbCr full range, interleaved: the RGB gradient converted per PS3.3 C.7.6.3.1.2.
+    YbrFull,
+    /// 8-bit indices into 256-entry 16-bit red/green/blue palettes (red rises with the index,
+    /// green falls, blue is 0).
+    PaletteColor,
+}
+
+/// The pixel pattern of a generated instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pattern {
+    /// A body-like disc with a ripple (the CT look; monochrome only).
+    #[default]
+    Disc,
+    /// A horizontal ramp from the lowest to the highest stored value
+    /// ([`ImageSpec::gradient_value`]); odd frames (0-based) run right to left. Colour images
+    /// carry the ramp in red, a vertical ramp in green and 128 in blue.
+    Gradient,
+}
+
+/// The pixel side of a [`CtSpec`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageSpec {
+    pub photometric: Photometric,
+    /// 8 or 16 for monochrome (16 bits allocated store 12 bits unsigned, 16 signed); colour
+    /// and palette images are always 8.
+    pub bits_allocated: u16,
+    /// Pixel Representation 1 (two's complement samples); monochrome only.
+    pub signed: bool,
+    /// Number of Frames; written only when more than 1.
+    pub frames: u32,
+    pub pattern: Pattern,
+}
+
+impl Default for ImageSpec {
+    fn default() -> Self {
+        ImageSpec {
+            photometric: Photometric::Monochrome2,
+            bits_allocated: 16,
+            signed: false,
+            frames: 1,
+            pattern: Pattern::Disc,
+        }
+    }
+}
+
+impl ImageSpec {
+    fn is_colour(&self) -> bool {
+        matches!(self.photometric, Photometric::Rgb | Photometric::YbrFull)
+    }
+
+    fn bits_allocated(&self) -> u16 {
+        if self.is_colour() || self.photometric == Photometric::PaletteColor || self.bits_allocated == 8 {
+            8
+        } else {
+            16
+        }
+    }
+
+    /// (bits stored, lowest stored value, highest stored value) of the monochrome samples.
+    pub fn stored_range(&self) -> (u16, i32, i32) {
+        match (self.bits_allocated(), self.signed) {
+            (8, false) => (8, 0, 255),
+            (8, true) => (8, -128, 127),
+            (_, false) => (12, 0, 4095),
+            (_, true) => (16, -2048, 2047),
+        }
+    }
+
+    /// The stored value of column `x` (of `columns`) in `frame` (0-based) of a
+    /// [`Pattern::Gradient`] monochrome or palette image.
+    pub fn gradient_value(&self, x: u32, columns: u32, frame: u32) -> i32 {
+        let (_, low, high) = if self.photometric == Photometric::PaletteColor {
+            (8, 0, 255)
+        } else {
+            self.stored_range()
+        };
+        let x = if frame % 2 == 1 { columns - 1 - x } else { x };
+        let span = i64::from(high - low);
+        low + (i64::from(x) * span / i64::from(columns.max(2) - 1)) as i32
+    }
+
+    /// The (R, G, B) a [`Pattern::Gradient`] colour image shows at (`x`, `y`) of `frame`.
+    pub fn gradient_rgb(&self, x: u32, y: u32, columns: u32, rows: u32, frame: u32) -> [u8; 3] {
+        let x = if frame % 2 == 1 { columns - 1 - x } else { x };
+        let r = (x * 255 / (columns.max(2) - 1)) as u8;
+        let g = (y * 255 / (rows.max(2) - 1)) as u8;
+        [r, g, 128]
+    }
 }
 
 impl Default for CtSpec {
@@ -47,6 +148,7 @@ impl Default for CtSpec {
             columns: 512,
             private_tags: false,
             omitted: Vec::new(),
+            image: ImageSpec::default(),
         }
     }
 }
@@ -84,6 +186,72 @@ impl CtSpec {
 
 /// Builds the Part-10 file (preamble, `DICM`, file meta group, data set) for `spec`.
 pub fn synthetic_ct(spec: &CtSpec) -> Vec<u8> {
+    let mut ds = dataset(spec);
+    let vr = if spec.image.bits_allocated() == 8 {
+        VR::OB
+    } else {
+        VR::OW
+    };
+    ds.raw(tags::PIXEL_DATA, vr, pixel_data(spec));
+    ds.omit(&spec.omitted);
+    part10_file(
+        uids::CT_IMAGE_STORAGE,
+        &spec.sop_instance_uid(),
+        uids::EXPLICIT_VR_LITTLE_ENDIAN,
+        &ds.encode(),
+    )
+}
+
+/// The native pixel data [`synthetic_ct`] writes for `spec` (all frames, little endian).
+pub fn pixel_data(spec: &CtSpec) -> Vec<u8> {
+    let frames = spec.image.frames.max(1);
+    let mut out = Vec::new();
+    for frame in 0..frames {
+        out.extend_from_slice(&frame_pixels(spec, frame));
+    }
+    if out.len() % 2 == 1 {
+        out.push(0);
+    }
+    out
+}
+
+/// The same instance as [`synthetic_ct`] but with encapsulated Pixel Data under
+/// `transfer_syntax`: an empty basic offset table and, per frame, the given fragments (each
+/// padded to even length). For building compressed test inputs from our own encoders.
+pub fn synthetic_encapsulated(spec: &CtSpec, transfer_syntax: &str, frames: &[Vec<Vec<u8>>]) -> Vec<u8> {
+    let mut ds = dataset(spec);
+    if frames.len() > 1 {
+        ds.text(tags::NUMBER_OF_FRAMES, VR::IS, &frames.len().to_string());
+    }
+    ds.omit(&spec.omitted);
+    let mut out = ds.encode();
+    // Pixel Data, undefined length, OB.
+    out.extend_from_slice(&tags::PIXEL_DATA.group().to_le_bytes());
+    out.extend_from_slice(&tags::PIXEL_DATA.element().to_le_bytes());
+    out.extend_from_slice(b"OB\0\0");
+    out.extend_from_slice(&u32::MAX.to_le_bytes());
+    let item = |out: &mut Vec<u8>, bytes: &[u8]| {
+        out.extend_from_slice(&0xFFFEu16.to_le_bytes());
+        out.extend_from_slice(&0xE000u16.to_le_bytes());
+        let padded = bytes.len() + bytes.len() % 2;
+        out.extend_from_slice(&(padded as u32).to_le_bytes());
+        out.extend_from_slice(bytes);
+        if bytes.len() % 2 == 1 {
+            out.push(0);
+        }
+    };
+    item(&mut out, &[]);
+    for fragment in frames.iter().flatten() {
+        item(&mut out, fragment);
+    }
+    out.extend_from_slice(&0xFFFEu16.to_le_bytes());
+    out.extend_from_slice(&0xE0DDu16.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    part10_file(uids::CT_IMAGE_STORAGE, &spec.sop_instance_uid(), transfer_syntax, &out)
+}
+
+/// The data set of `spec` without Pixel Data and before omissions.
+fn dataset(spec: &CtSpec) -> DataSet {
     let sop_instance_uid = spec.sop_instance_uid();
     let study_day = 1 + (spec.study_index % 28);
     let slice_thickness = 1.25_f64;
@@ -138,20 +306,68 @@ pub fn synthetic_ct(spec: &CtSpec) -> Vec<u8> {
     ds.text(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, "1\\0\\0\\0\\1\\0");
     ds.text(tags::FRAME_OF_REFERENCE_UID, VR::UI, &spec.study_instance_uid());
     ds.text(tags::SLICE_LOCATION, VR::DS, &format!("{z}"));
-    ds.u16(tags::SAMPLES_PER_PIXEL, 1);
-    ds.text(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
+    let image = &spec.image;
+    let colour = image.is_colour();
+    ds.u16(tags::SAMPLES_PER_PIXEL, if colour { 3 } else { 1 });
+    let photometric = match image.photometric {
+        Photometric::Monochrome2 => "MONOCHROME2",
+        Photometric::Monochrome1 => "MONOCHROME1",
+        Photometric::Rgb => "RGB",
+        Photometric::YbrFull => "YBR_FULL",
+        Photometric::PaletteColor => "PALETTE COLOR",
+    };
+    ds.text(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, photometric);
+    if colour {
+        ds.u16(tags::PLANAR_CONFIGURATION, 0);
+    }
+    if image.frames > 1 {
+        ds.text(tags::NUMBER_OF_FRAMES, VR::IS, &image.frames.to_string());
+    }
     ds.u16(tags::ROWS, spec.rows);
     ds.u16(tags::COLUMNS, spec.columns);
     ds.text(tags::PIXEL_SPACING, VR::DS, "0.976562\\0.976562");
-    ds.u16(tags::BITS_ALLOCATED, 16);
-    ds.u16(tags::BITS_STORED, 12);
-    ds.u16(tags::HIGH_BIT, 11);
-    ds.u16(tags::PIXEL_REPRESENTATION, 0);
-    ds.text(tags::WINDOW_CENTER, VR::DS, "40");
-    ds.text(tags::WINDOW_WIDTH, VR::DS, "400");
-    ds.text(tags::RESCALE_INTERCEPT, VR::DS, "-1024");
-    ds.text(tags::RESCALE_SLOPE, VR::DS, "1");
-    ds.text(tags::RESCALE_TYPE, VR::LO, "HU");
+    let bits = image.bits_allocated();
+    let stored = if colour || image.photometric == Photometric::PaletteColor {
+        8
+    } else {
+        image.stored_range().0
+    };
+    ds.u16(tags::BITS_ALLOCATED, bits);
+    ds.u16(tags::BITS_STORED, stored);
+    ds.u16(tags::HIGH_BIT, stored - 1);
+    ds.u16(tags::PIXEL_REPRESENTATION, u16::from(image.signed && !colour));
+    match image.photometric {
+        Photometric::Monochrome1 | Photometric::Monochrome2 => {
+            ds.text(tags::WINDOW_CENTER, VR::DS, "40");
+            ds.text(tags::WINDOW_WIDTH, VR::DS, "400");
+            ds.text(tags::RESCALE_INTERCEPT, VR::DS, "-1024");
+            ds.text(tags::RESCALE_SLOPE, VR::DS, "1");
+            ds.text(tags::RESCALE_TYPE, VR::LO, "HU");
+        }
+        Photometric::PaletteColor => {
+            let descriptor: Vec<u8> = [256u16, 0, 16].iter().flat_map(|v| v.to_le_bytes()).collect();
+            ds.raw(
+                tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+                VR::US,
+                descriptor.clone(),
+            );
+            ds.raw(
+                tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+                VR::US,
+                descriptor.clone(),
+            );
+            ds.raw(tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR, VR::US, descriptor);
+            let lut = |f: fn(u16) -> u16| -> Vec<u8> { (0..256u16).flat_map(|i| f(i).to_le_bytes()).collect() };
+            ds.raw(tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA, VR::OW, lut(|i| i * 257));
+            ds.raw(
+                tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+                VR::OW,
+                lut(|i| (255 - i) * 257),
+            );
+            ds.raw(tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA, VR::OW, lut(|_| 0));
+        }
+        Photometric::Rgb | Photometric::YbrFull => {}
+    }
     if spec.private_tags {
         ds.text(PRIVATE_CREATOR, VR::LO, "MEDLEDGER SYNTHETIC");
         // 13 characters: stored as 14 with the trailing space pad.
@@ -159,15 +375,7 @@ pub fn synthetic_ct(spec: &CtSpec) -> Vec<u8> {
         // 3 bytes: stored as 4 with a trailing zero pad.
         ds.raw(PRIVATE_BLOB, VR::OB, vec![0xCA, 0xFE, 0x01, 0x00]);
     }
-    ds.raw(tags::PIXEL_DATA, VR::OW, pixel_pattern(spec));
-    ds.omit(&spec.omitted);
-
-    part10_file(
-        uids::CT_IMAGE_STORAGE,
-        &sop_instance_uid,
-        uids::EXPLICIT_VR_LITTLE_ENDIAN,
-        &ds.encode(),
-    )
+    ds
 }
 
 /// Wraps an encoded data set in a Part-10 envelope: 128-byte zero preamble, `DICM`, and a
@@ -261,6 +469,59 @@ fn has_short_length(vr: VR) -> bool {
         vr,
         AE | AS | AT | CS | DA | DS | DT | FL | FD | IS | LO | LT | PN | SH | SL | SS | ST | TM | UI | UL | US
     )
+}
+
+/// One frame's native pixels (little endian).
+fn frame_pixels(spec: &CtSpec, frame: u32) -> Vec<u8> {
+    let image = &spec.image;
+    let (rows, columns) = (u32::from(spec.rows), u32::from(spec.columns));
+    if image.pattern == Pattern::Disc && !image.is_colour() && image.photometric != Photometric::PaletteColor {
+        let disc = pixel_pattern(&CtSpec {
+            instance_index: spec.instance_index.wrapping_add(frame),
+            ..spec.clone()
+        });
+        if image.bits_allocated() == 16 && !image.signed {
+            return disc;
+        }
+        // Same picture in the other sample formats: disc values are 0..=1127.
+        let (_, low, high) = image.stored_range();
+        return disc
+            .chunks_exact(2)
+            .flat_map(|c| {
+                let v = i32::from(u16::from_le_bytes([c[0], c[1]]));
+                let v = (low + v * (high - low) / 1127).clamp(low, high);
+                sample_bytes(v, image.bits_allocated())
+            })
+            .collect();
+    }
+    let mut out = Vec::with_capacity((rows * columns * 3) as usize);
+    for y in 0..rows {
+        for x in 0..columns {
+            match image.photometric {
+                Photometric::Rgb => out.extend_from_slice(&image.gradient_rgb(x, y, columns, rows, frame)),
+                Photometric::YbrFull => {
+                    let [r, g, b] = image.gradient_rgb(x, y, columns, rows, frame).map(f64::from);
+                    let yy = 0.299 * r + 0.587 * g + 0.114 * b;
+                    let cb = -0.168_736 * r - 0.331_264 * g + 0.5 * b + 128.0;
+                    let cr = 0.5 * r - 0.418_688 * g - 0.081_312 * b + 128.0;
+                    out.extend([yy, cb, cr].map(|v| v.round().clamp(0.0, 255.0) as u8));
+                }
+                _ => out.extend(sample_bytes(
+                    image.gradient_value(x, columns, frame),
+                    image.bits_allocated(),
+                )),
+            }
+        }
+    }
+    out
+}
+
+fn sample_bytes(v: i32, bits_allocated: u16) -> Vec<u8> {
+    if bits_allocated == 8 {
+        vec![v as u8]
+    } else {
+        (v as u16).to_le_bytes().to_vec()
+    }
 }
 
 /// 16-bit little-endian pixels: a body-like disc of soft tissue (~40 HU once rescaled) with a

@@ -22,15 +22,20 @@
 //! - [`scp`]: [`scp::serve`] is the DIMSE C-STORE (and C-ECHO) SCP for modalities and PACS.
 //!
 //! STOW-RS (in the API crate) and the SCP both end in [`ingest::ingest`].
-//! Folder import, rendering and thumbnails are not built yet.
+//! - [`render`]: frames as stored and rendered JPEG/PNG images of a stored instance
+//!   (WADO-RS `/frames`, `/rendered`, `/thumbnail`).
+//!
+//! Folder import is not built yet.
 
 pub mod generate;
 pub mod ingest;
 pub mod json;
 pub mod parse;
+pub mod render;
+pub mod render_cache;
 pub mod scp;
 
 /// DICOM tag constants (callers name tags, never numbers).
 pub use dicom_dictionary_std::tags;
-pub use generate::{synthetic_ct, CtSpec};
+pub use generate::{synthetic_ct, synthetic_encapsulated, CtSpec, ImageSpec, Pattern, Photometric};
 pub use parse::{inspect, InstanceMetadata, Rejection};

@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod operation_log;
 pub mod organization;
 pub mod problem;
+pub mod rendering;
 pub mod reports;
 pub mod studies;
 pub mod users;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub blobs: BlobStore,
     /// The platform's public base URL (what QR codes point at by default).
     pub public_url: String,
+    /// Thumbnails and `variant=thumbnail` renders (memory, then the object store).
+    pub renders: Arc<medledger_dicom_ingest::render_cache::RenderCache>,
 }
 
 /// The process-wide Prometheus recorder (installed once).
@@ -205,6 +208,27 @@ pub fn router(state: AppState) -> Router {
             "/dicomweb/studies/{study}/series/{series}/instances/{instance}",
             get(dicomweb::retrieve),
         )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+            get(rendering::frames),
+        )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/instances/{instance}/rendered",
+            get(rendering::rendered),
+        )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered",
+            get(rendering::rendered),
+        )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/instances/{instance}/thumbnail",
+            get(rendering::thumbnail),
+        )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/thumbnail",
+            get(rendering::thumbnail),
+        )
+        .route("/dicomweb/studies/{study}/thumbnail", get(rendering::thumbnail))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
