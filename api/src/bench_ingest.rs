@@ -105,7 +105,10 @@ async fn set_up(base: &str) -> anyhow::Result<(reqwest::Client, String, String, 
     let alliance_admin = login(&http, base, "bench.alliance").await?;
     let h = post(
         &http,
-        format!("{base}/api/v1/alliances/{}/hospitals", a["id"].as_str().unwrap_or_default()),
+        format!(
+            "{base}/api/v1/alliances/{}/hospitals",
+            a["id"].as_str().unwrap_or_default()
+        ),
         Some(&alliance_admin),
         json!({"name": "Bench hospital", "code": "BENCH", "admin": person("bench.admin")}),
     )
@@ -162,7 +165,14 @@ async fn stow(env: &Env, n: u32, seed: u64, studies_of: u32) -> anyhow::Result<(
     let bodies: Vec<Vec<u8>> = (0..n)
         .collect::<Vec<_>>()
         .chunks(50)
-        .map(|chunk| multipart(&chunk.iter().map(|i| ct(i / studies_of, *i, seed, 512)).collect::<Vec<_>>()))
+        .map(|chunk| {
+            multipart(
+                &chunk
+                    .iter()
+                    .map(|i| ct(i / studies_of, *i, seed, 512))
+                    .collect::<Vec<_>>(),
+            )
+        })
         .collect();
     let bytes: u64 = bodies.iter().map(|b| b.len() as u64).sum();
     let queue = Arc::new(std::sync::Mutex::new(bodies));
