@@ -254,7 +254,7 @@ async fn a_report_goes_through_review_and_print_with_history_and_the_worklist_fo
             &save,
             Some(&o.u1_token),
             json!({"version": 2, "findings": "左肺上叶见 5mm 结节。", "impression": "左肺上叶小结节。",
-                   "critical": false, "key_images": ["1.2.3.4.5"]}),
+                   "critical": false, "key_images": [CtSpec::default().sop_instance_uid(), "1.2.3.4.5"]}),
         )
         .await;
     assert_eq!(v3.status, 200, "{}", v3.body);
@@ -352,6 +352,55 @@ async fn a_report_goes_through_review_and_print_with_history_and_the_worklist_fo
     assert_eq!(row["status"], "printed");
     assert_eq!(row["printed_at"], "2026-03-01T09:11:00Z");
 
+    // The printed page: a PDF with the hospital, the patient and the Chinese findings.
+    let pdf = s
+        .http
+        .post(s.url(&format!("/api/v1/reports/{id}/print")))
+        .bearer_auth(&o.u1_token)
+        .header("accept", "application/pdf")
+        .json(&json!({"copies": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pdf.status(), 200);
+    assert_eq!(pdf.headers()["content-type"], "application/pdf");
+    let bytes = pdf.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"%PDF-"));
+    if let Ok(sample) = std::env::var("MEDLEDGER_REPORT_PDF_SAMPLE") {
+        std::fs::write(sample, &bytes).unwrap();
+    }
+    match pdf_text(&bytes) {
+        Some(text) => {
+            let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+            for expected in [
+                "瑞金医院",
+                "左肺上叶见5mm结节",
+                "左肺上叶小结节",
+                "P00000000",
+                "影像所见",
+                "诊断意见",
+                "第1页",
+            ] {
+                assert!(
+                    compact.contains(expected),
+                    "{expected:?} missing from the PDF text:\n{text}"
+                );
+            }
+        }
+        None => assert!(
+            !medledger_tests::in_ci(),
+            "pdftotext (poppler-utils) is needed under CI"
+        ),
+    }
+    // Printing needs report.print: a technician-like user without it is refused.
+    let history = s.get(&format!("/api/v1/reports/{id}"), Some(&o.u1_token)).await;
+    assert_eq!(
+        history.body["prints"].as_array().map(|p| p.len()),
+        Some(2),
+        "{}",
+        history.body
+    );
+
     // Lists per user follow the report.
     let mine = s
         .get(
@@ -364,7 +413,7 @@ async fn a_report_goes_through_review_and_print_with_history_and_the_worklist_fo
         .await;
     assert_eq!(mine.status, 200, "{}", mine.body);
     assert_eq!(mine.body["items"][0]["report_id"], id.as_str());
-    assert_eq!(mine.body["items"][0]["print_count"], 1);
+    assert_eq!(mine.body["items"][0]["print_count"], 2);
     let history = s.get(&format!("/api/v1/reports/{id}/history"), Some(&o.u1_token)).await;
     let saved = history
         .body
@@ -380,4 +429,23 @@ async fn a_report_goes_through_review_and_print_with_history_and_the_worklist_fo
     );
     assert_eq!(saved["by"], o.u1.to_string());
     t.s.stop().await;
+}
+
+/// The text of a PDF by poppler's pdftotext, or `None` when it is not installed.
+fn pdf_text(pdf: &[u8]) -> Option<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.pdf");
+    std::fs::write(&path, pdf).unwrap();
+    let out = std::process::Command::new("pdftotext")
+        .args(["-enc", "UTF-8"])
+        .arg(&path)
+        .arg("-")
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "pdftotext failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -14,6 +14,7 @@ pub mod operation_log;
 pub mod organization;
 pub mod problem;
 pub mod rendering;
+pub mod report_pdf;
 pub mod reports;
 pub mod studies;
 pub mod users;

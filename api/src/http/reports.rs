@@ -425,9 +425,15 @@ pub async fn print(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
     meta: RequestMeta,
+    headers: axum::http::HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(b): ApiJson<PrintBody>,
-) -> Result<CommandResponse<Printed>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let wants_pdf = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/pdf"));
     let m = meta.metadata(Some(&p), p.client);
     let o = rep::print(&state.app, &p, id, b.copies.unwrap_or(1), &m).await?;
     let last = o.report.prints.last().cloned().ok_or_else(|| {
@@ -437,6 +443,22 @@ pub async fn print(
             "the print was not recorded",
         )
     })?;
+    if wants_pdf {
+        let pdf = super::report_pdf::render(&state, &p, id, last.at).await?;
+        let mut response = (StatusCode::OK, pdf).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/pdf"),
+        );
+        if let Ok(v) = axum::http::HeaderValue::from_str(&o.position.to_string()) {
+            headers.insert("x-event-position", v);
+        }
+        if let Ok(v) = axum::http::HeaderValue::from_str(&format!("inline; filename=\"report-{id}.pdf\"")) {
+            headers.insert(axum::http::header::CONTENT_DISPOSITION, v);
+        }
+        return Ok(response);
+    }
     let document = rep::printable(&state.app, &p, id).await?;
     Ok(CommandResponse {
         status: StatusCode::OK,
@@ -450,7 +472,8 @@ pub async fn print(
             document,
             position: o.position,
         },
-    })
+    }
+    .into_response())
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -535,3 +535,18 @@ pub async fn studies_of_subject(db: &Db, subject: Uuid) -> Result<Vec<(Uuid, Str
         .collect::<Result<_, sqlx::Error>>()
         .map_err(ProjectionError::from)
 }
+
+/// One study's worklist row (and the raw birth date), deleted or not.
+pub async fn get_study(
+    db: &Db,
+    hospital_id: Uuid,
+    study_instance_uid: &str,
+) -> Result<Option<(WorklistRow, Option<String>)>, ProjectionError> {
+    let row = db
+        .fetch_optional(
+            &format!("SELECT {ROW_COLUMNS} FROM rm_worklist WHERE hospital_id = $1 AND study_instance_uid = $2"),
+            &args![hospital_id, study_instance_uid.to_string()],
+        )
+        .await?;
+    Ok(row.as_ref().map(decode_row).transpose()?)
+}

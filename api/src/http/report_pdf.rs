@@ -1,0 +1,191 @@
+//! The printed report: a final report laid out by its template and rendered to PDF
+//! (`medledger-print`), with the hospital's name and logo, the patient block from the
+//! worklist, the key images rendered from their instances, the signatures of the
+//! preliminary author and the reviewer, and a QR code with the report's verification URL.
+
+use chrono::{DateTime, Utc};
+use medledger_commands::identity::Principal;
+use medledger_commands::reporting as rep;
+use medledger_print::{KeyImage, PatientBlock, ReportDocument, Signature};
+use medledger_projections::read_models::{accounts, instances, organization, worklist};
+use uuid::Uuid;
+
+use super::problem::ApiError;
+use super::AppState;
+
+/// Key images on a printed page are rendered to fit this box.
+const KEY_IMAGE_SIZE: u32 = 512;
+
+fn local(at: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
+    at.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string()
+}
+
+async fn person(state: &AppState, id: Option<Uuid>) -> Result<String, ApiError> {
+    let Some(id) = id else {
+        return Ok(String::new());
+    };
+    Ok(accounts::get(&state.app.store.db(), id)
+        .await?
+        .and_then(|a| a.display_name)
+        .unwrap_or_default())
+}
+
+/// The PDF of final report `id` as printed at `printed_at`.
+pub async fn render(state: &AppState, p: &Principal, id: Uuid, printed_at: DateTime<Utc>) -> Result<Vec<u8>, ApiError> {
+    let report = rep::get_report(&state.app, p, id, None).await?;
+    let layout = rep::printable(&state.app, p, id).await?;
+    // Without a template every block is printed; a template chooses.
+    let templated = report.template_id.is_some();
+    let (show_logo, show_patient, show_signatures) = (
+        !templated || layout.show_logo,
+        !templated || layout.patient_block,
+        !templated || layout.signature_block,
+    );
+    let db = state.app.store.db();
+    let hospital = organization::get_hospital(&db, report.study.hospital_id).await?;
+    // Times print in the hospital's own time zone.
+    let tz: chrono_tz::Tz = hospital
+        .as_ref()
+        .and_then(|h| h.time_zone.parse().ok())
+        .unwrap_or(chrono_tz::Asia::Shanghai);
+    let logo = match hospital.as_ref().and_then(|h| h.logo.as_ref()) {
+        Some(l) if show_logo => state.blobs.get(&l.blob_key).await.ok().flatten().map(|b| b.to_vec()),
+        _ => None,
+    };
+    let study = worklist::get_study(&db, report.study.hospital_id, &report.study.study_instance_uid).await?;
+    let patient = match &study {
+        Some((row, _)) => PatientBlock {
+            name: row
+                .patient_name
+                .clone()
+                .unwrap_or_default()
+                .replace('^', " ")
+                .trim()
+                .to_string(),
+            sex: match row.patient_sex.as_deref() {
+                Some("M") => "男".into(),
+                Some("F") => "女".into(),
+                Some(other) => other.into(),
+                None => String::new(),
+            },
+            age: row.patient_age.map(|a| format!("{a}岁")).unwrap_or_default(),
+            patient_id: row.patient_id.clone().unwrap_or_default(),
+            accession_number: row.accession_number.clone().unwrap_or_default(),
+            study_date: row
+                .study_date
+                .as_deref()
+                .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y%m%d").ok())
+                .map(|d| d.format("%Y-%m-%d").to_string())
+                .unwrap_or_default(),
+            modality: row.modalities.join("/"),
+            body_part: row.body_part.clone().unwrap_or_default(),
+            department: String::new(),
+            referring_physician: row
+                .referring_physician
+                .clone()
+                .unwrap_or_default()
+                .replace('^', " ")
+                .trim()
+                .to_string(),
+            extra: vec![],
+        },
+        None => PatientBlock::default(),
+    };
+    // Key images: frame 1 of each referenced instance of the study, rendered; an image that
+    // cannot be found or decoded is left out (and logged), never fatal to printing.
+    let mut key_images = Vec::new();
+    for sop in &report.content.key_images {
+        let found = instances::find(
+            &db,
+            report.study.hospital_id,
+            &report.study.study_instance_uid,
+            None,
+            Some(sop),
+            1,
+        )
+        .await?;
+        let Some(instance) = found.into_iter().next() else {
+            tracing::info!(report = %id, sop, "key image not in the study; left out of the print");
+            continue;
+        };
+        let Ok(Some(bytes)) = state.blobs.get(&instance.blob_key).await else {
+            continue;
+        };
+        let options = medledger_dicom_ingest::render::RenderOptions {
+            viewport: Some((KEY_IMAGE_SIZE, KEY_IMAGE_SIZE)),
+            ..Default::default()
+        };
+        match medledger_dicom_ingest::render_cache::render_blocking(bytes, 1, options).await {
+            Ok(r) => key_images.push(KeyImage {
+                data: r.bytes,
+                caption: [
+                    instance.series_description.clone().unwrap_or_default(),
+                    instance.instance_number.map(|n| format!("Im{n}")).unwrap_or_default(),
+                ]
+                .join(" ")
+                .trim()
+                .to_string(),
+            }),
+            Err(e) => tracing::warn!(report = %id, sop, error = %e, "key image not rendered"),
+        }
+    }
+    let mut signatures = Vec::new();
+    if show_signatures {
+        if report.preliminary_by.is_some() {
+            signatures.push(Signature {
+                role: "报告医生".into(),
+                name: person(state, report.preliminary_by).await?,
+                at: report.preliminary_at.map(|t| local(t, tz)).unwrap_or_default(),
+            });
+        }
+        signatures.push(Signature {
+            role: "审核医生".into(),
+            name: person(state, report.reviewed_by).await?,
+            at: report.reviewed_at.map(|t| local(t, tz)).unwrap_or_default(),
+        });
+    }
+    let base = state.public_url.trim_end_matches('/');
+    let document = ReportDocument {
+        hospital_name: hospital.map(|h| h.name).unwrap_or_default(),
+        hospital_logo: logo,
+        title: layout.title.clone(),
+        patient,
+        findings: report.content.findings.clone(),
+        impression: report.content.impression.clone(),
+        recommendations: report.content.recommendations.clone(),
+        critical: report.content.critical,
+        key_images,
+        signatures,
+        verification_url: Some(format!("{base}/verify/reports/{id}?version={}", report.version)),
+        printed_at: local(printed_at, tz),
+        footer_text: if layout.footer.is_empty() {
+            "本报告仅供临床参考".into()
+        } else {
+            layout.footer.clone()
+        },
+        layout: medledger_print::LayoutOptions {
+            header_text: (!layout.header.is_empty()).then(|| layout.header.clone()),
+            show_logo,
+            show_patient_block: show_patient,
+            show_signatures,
+            ..Default::default()
+        },
+    };
+    let fonts = medledger_print::FontConfig::from_env();
+    tokio::task::spawn_blocking(move || medledger_print::render_pdf(&document, &fonts))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                e.to_string(),
+            )
+        })?
+        .map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                e.code(),
+                format!("the report could not be printed: {e}"),
+            )
+        })
+}
