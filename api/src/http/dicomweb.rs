@@ -502,6 +502,33 @@ pub async fn search_series(
     super::extract::ApiPath(path): super::extract::ApiPath<StudyPath>,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Result<Response, ApiError> {
+    let instances = path.series.is_some();
+    qido_level(state, p, min, path, raw, instances).await
+}
+
+/// QIDO-RS instances of a whole study: `/dicomweb/studies/{study}/instances`.
+#[utoipa::path(get, path = "/dicomweb/studies/{study}/instances", security(("bearer" = [])),
+    params(("study" = String, Path)),
+    responses((status = 200, description = "application/dicom+json"), (status = 204, description = "no match"),
+              (status = 401, body = super::problem::Problem), (status = 403, body = super::problem::Problem)))]
+pub async fn search_study_instances(
+    State(state): State<AppState>,
+    Authenticated(p): Authenticated,
+    min: super::extract::MinPosition,
+    super::extract::ApiPath(path): super::extract::ApiPath<StudyPath>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Result<Response, ApiError> {
+    qido_level(state, p, min, path, raw, true).await
+}
+
+async fn qido_level(
+    state: AppState,
+    p: medledger_commands::identity::Principal,
+    min: super::extract::MinPosition,
+    path: StudyPath,
+    raw: Option<String>,
+    instance_level: bool,
+) -> Result<Response, ApiError> {
     authorize(&p, Action::ViewStudies, &p.tenant)?;
     min.wait(&state, medledger_projections::read_models::instances::NAME)
         .await?;
@@ -539,8 +566,8 @@ pub async fn search_series(
     }
     let base = state.public_url.trim_end_matches('/').to_string();
     let db = state.app.store.db();
-    let mut items: Vec<Value> = match &path.series {
-        None => medledger_projections::read_models::instances::series_of(&db, hospital, &path.study)
+    let mut items: Vec<Value> = match instance_level {
+        false => medledger_projections::read_models::instances::series_of(&db, hospital, &path.study)
             .await?
             .into_iter()
             .map(|s| {
@@ -555,11 +582,11 @@ pub async fn search_series(
                 })
             })
             .collect(),
-        Some(series) => medledger_projections::read_models::instances::find(
+        true => medledger_projections::read_models::instances::find(
             &db,
             hospital,
             &path.study,
-            Some(series),
+            path.series.as_deref(),
             None,
             RETRIEVE_LIMIT,
         )

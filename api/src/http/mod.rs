@@ -201,6 +201,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/dicomweb/studies/{study}/series", get(dicomweb::search_series))
         .route(
+            "/dicomweb/studies/{study}/instances",
+            get(dicomweb::search_study_instances),
+        )
+        .route(
             "/dicomweb/studies/{study}/series/{series}/instances",
             get(dicomweb::search_series),
         )

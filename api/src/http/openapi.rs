@@ -52,6 +52,7 @@ use utoipa::{Modify, OpenApi};
         super::dicomweb::retrieve,
         super::dicomweb::search_studies,
         super::dicomweb::search_series,
+        super::dicomweb::search_study_instances,
         super::rendering::frames,
         super::rendering::rendered,
         super::rendering::thumbnail,
