@@ -7,23 +7,13 @@
 //!
 //! # Readers never see half an object
 //!
-//! [`BlobStore::put`] writes the bytes under a fresh staging key
-//! (`.staging/<uuid>`) and then renames that object onto the final key. What
-//! this relies on from `object_store` 0.14:
-//!
-//! - a single `put` is all-or-nothing on every backend: `LocalFileSystem`
-//!   writes to a hidden `#`-suffixed temporary file beside the target and
-//!   `rename(2)`s it into place; `InMemory` inserts the whole buffer under a
-//!   lock;
-//! - `rename` onto an existing key replaces it atomically: on
-//!   `LocalFileSystem` it is one `rename(2)` (both keys live under the same
-//!   root, so on the same file system); on `InMemory` it is a copy under a
-//!   lock followed by deleting the source.
-//!
-//! So on the backends we have the staging step adds no atomicity, but it
-//! keeps the guarantee if a backend ever streams an object in parts, and it
-//! means an interrupted write leaves debris only under `.staging/`, never a
-//! truncated object under a real key. Keys under `.staging/` are reserved.
+//! [`BlobStore::put`] is one `object_store` `put`, which is all-or-nothing on every backend
+//! we use: `LocalFileSystem` writes to a hidden `#`-suffixed temporary file beside the
+//! target, fsyncs it and `rename(2)`s it into place; `InMemory` inserts the whole buffer
+//! under a lock; an S3 single-part PUT is atomic. (An earlier version staged every object
+//! under `.staging/` and renamed it again: on these backends that added no atomicity, only
+//! a second rename and directory fsync per object — measurable on DICOM ingest.) Keys
+//! under `.staging/` stay reserved.
 //!
 //! The local store fsyncs written files and their directories, so a `put` that
 //! returned `Ok` survives a power cut.
@@ -36,7 +26,6 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
-use uuid::Uuid;
 
 /// The longest key accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 512;
@@ -79,13 +68,7 @@ impl BlobStore {
     /// reader sees either the old object or the whole new one.
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), BlobError> {
         let target = parse_key(key)?;
-        let staging = ObjectPath::from(format!("{STAGING_PREFIX}/{}", Uuid::new_v4()));
-        self.store.put(&staging, bytes.into()).await?;
-        if let Err(e) = self.store.rename(&staging, &target).await {
-            // Best effort: a leftover staging object is harmless debris.
-            let _ = self.store.delete(&staging).await;
-            return Err(e.into());
-        }
+        self.store.put(&target, bytes.into()).await?;
         Ok(())
     }
 

@@ -63,6 +63,65 @@ fn failed(sop_class: Option<&str>, sop_instance: Option<&str>, reason: u16) -> V
     Value::Object(item)
 }
 
+/// Parts of one STOW-RS request stored at once.
+const IN_FLIGHT: usize = 8;
+
+/// Adds one part's outcome to the STOW-RS response.
+fn answer(
+    outcome: Result<Result<medledger_dicom_ingest::ingest::Ingested, IngestError>, tokio::task::JoinError>,
+    base: &str,
+    referenced: &mut Vec<Value>,
+    failures: &mut Vec<Value>,
+    studies: &mut std::collections::BTreeSet<String>,
+) {
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, "an instance's ingest task failed");
+            failures.push(failed(None, None, PROCESSING_FAILURE));
+            return;
+        }
+    };
+    match outcome {
+        Ok(done) if done.outcome != Outcome::Conflict => {
+            let m = &done.metadata;
+            studies.insert(m.study_instance_uid.clone());
+            referenced.push(json!({
+                "00081150": ui(&m.sop_class_uid),
+                "00081155": ui(&m.sop_instance_uid),
+                "00081190": {"vr": "UR", "Value": [format!(
+                    "{base}/dicomweb/studies/{}/series/{}/instances/{}",
+                    m.study_instance_uid, m.series_instance_uid, m.sop_instance_uid
+                )]},
+            }));
+        }
+        Ok(conflict) => failures.push(failed(
+            Some(&conflict.metadata.sop_class_uid),
+            Some(&conflict.metadata.sop_instance_uid),
+            DUPLICATE_SOP_INSTANCE,
+        )),
+        Err(IngestError::Rejected(r)) => failures.push(failed(
+            None,
+            None,
+            if r.code == "too_large" {
+                OUT_OF_RESOURCES
+            } else {
+                CANNOT_UNDERSTAND
+            },
+        )),
+        Err(IngestError::Failed(e)) => {
+            let (_, code) = e.classify();
+            tracing::warn!(error = %e, code, "an instance could not be stored");
+            let reason = if code == "instance_in_other_study" {
+                DUPLICATE_SOP_INSTANCE
+            } else {
+                PROCESSING_FAILURE
+            };
+            failures.push(failed(None, None, reason));
+        }
+    }
+}
+
 /// Store instances (STOW-RS).
 #[utoipa::path(post, path = "/dicomweb/studies", security(("bearer" = [])),
     request_body(content = Vec<u8>, content_type = "multipart/related; type=\"application/dicom\""),
@@ -103,6 +162,7 @@ pub async fn stow(
     let metadata = meta.metadata(Some(&p), p.client);
     let base = state.public_url.trim_end_matches('/').to_string();
     let (mut referenced, mut failures, mut studies) = (Vec::new(), Vec::new(), std::collections::BTreeSet::new());
+    let mut in_flight = std::collections::VecDeque::new();
     loop {
         let field = match parts.next_field().await {
             Ok(Some(f)) => f,
@@ -134,44 +194,20 @@ pub async fn stow(
             failures.push(failed(None, None, CANNOT_UNDERSTAND));
             continue;
         }
-        match ingest(&state.app, &state.blobs, &p.tenant, bytes, Arrival::StowRs, &metadata).await {
-            Ok(done) if done.outcome != Outcome::Conflict => {
-                let m = &done.metadata;
-                studies.insert(m.study_instance_uid.clone());
-                referenced.push(json!({
-                    "00081150": ui(&m.sop_class_uid),
-                    "00081155": ui(&m.sop_instance_uid),
-                    "00081190": {"vr": "UR", "Value": [format!(
-                        "{base}/dicomweb/studies/{}/series/{}/instances/{}",
-                        m.study_instance_uid, m.series_instance_uid, m.sop_instance_uid
-                    )]},
-                }));
-            }
-            Ok(conflict) => failures.push(failed(
-                Some(&conflict.metadata.sop_class_uid),
-                Some(&conflict.metadata.sop_instance_uid),
-                DUPLICATE_SOP_INSTANCE,
-            )),
-            Err(IngestError::Rejected(r)) => failures.push(failed(
-                None,
-                None,
-                if r.code == "too_large" {
-                    OUT_OF_RESOURCES
-                } else {
-                    CANNOT_UNDERSTAND
-                },
-            )),
-            Err(IngestError::Failed(e)) => {
-                let (_, code) = e.classify();
-                tracing::warn!(error = %e, code, "an instance could not be stored");
-                let reason = if code == "instance_in_other_study" {
-                    DUPLICATE_SOP_INSTANCE
-                } else {
-                    PROCESSING_FAILURE
-                };
-                failures.push(failed(None, None, reason));
+        // Parts are stored concurrently (up to IN_FLIGHT at once, answered in order), so
+        // one request's blob writes and appends overlap and share commits.
+        let (app, blobs, tenant, meta) = (state.app.clone(), state.blobs.clone(), p.tenant, metadata.clone());
+        in_flight.push_back(tokio::spawn(async move {
+            ingest(&app, &blobs, &tenant, bytes, Arrival::StowRs, &meta).await
+        }));
+        if in_flight.len() >= IN_FLIGHT {
+            if let Some(next) = in_flight.pop_front() {
+                answer(next.await, &base, &mut referenced, &mut failures, &mut studies);
             }
         }
+    }
+    while let Some(next) = in_flight.pop_front() {
+        answer(next.await, &base, &mut referenced, &mut failures, &mut studies);
     }
     let mut body = Map::new();
     if studies.len() == 1 {
