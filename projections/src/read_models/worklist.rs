@@ -361,6 +361,15 @@ pub async fn list(db: &Db, f: &WorklistFilter) -> Result<WorklistPage, Projectio
         cond(&mut sql, " AND status = ?", vec![s.into()]);
     }
     if let Some(q) = f.query.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        // SQLite: the FTS5 trigram index finds candidates (3+ characters); PostgreSQL's
+        // trigram GIN index serves the LIKE itself. The LIKE stays as the exact test.
+        if !db.is_postgres() && q.chars().count() >= 3 {
+            cond(
+                &mut sql,
+                " AND rowid IN (SELECT rowid FROM rm_worklist_fts WHERE rm_worklist_fts MATCH ?)",
+                vec![format!("\"{}\"", q.to_lowercase().replace('"', "\"\"")).into()],
+            );
+        }
         cond(
             &mut sql,
             " AND search_text LIKE ? ESCAPE '\\'",
