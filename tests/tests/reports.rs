@@ -392,7 +392,18 @@ async fn a_report_goes_through_review_and_print_with_history_and_the_worklist_fo
             "pdftotext (poppler-utils) is needed under CI"
         ),
     }
-    // Printing needs report.print: a technician-like user without it is refused.
+    // The QR code's URL: public, no personal data, says whether the paper is the final word.
+    let verified = s.get(&format!("/verify/reports/{id}?version=3"), None).await;
+    assert_eq!(verified.status, 200, "{}", verified.body);
+    assert_eq!(verified.body["valid"], true);
+    assert_eq!(verified.body["status"], "final");
+    assert_eq!(verified.body["hospital_name"], "瑞金医院");
+    assert!(!verified.body.to_string().contains("P00000000"), "no patient data");
+    let stale = s.get(&format!("/verify/reports/{id}?version=2"), None).await;
+    assert_eq!(stale.body["valid"], false);
+    s.get(&format!("/verify/reports/{}", uuid::Uuid::new_v4()), None)
+        .await
+        .assert_problem(404, "not_found");
     let history = s.get(&format!("/api/v1/reports/{id}"), Some(&o.u1_token)).await;
     assert_eq!(
         history.body["prints"].as_array().map(|p| p.len()),

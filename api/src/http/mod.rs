@@ -178,6 +178,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/api/openapi.json", get(openapi::document))
+        .route("/verify/reports/{id}", get(report_pdf::verify))
         .nest("/api/v1", api)
         .route(
             "/dicomweb/studies",

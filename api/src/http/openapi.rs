@@ -75,6 +75,7 @@ use utoipa::{Modify, OpenApi};
         super::imaging::remove_peer,
         super::imaging::forget_patient,
         super::reports::open_study_report,
+        super::report_pdf::verify,
         super::reports::list,
         super::reports::get,
         super::reports::history,

@@ -156,7 +156,10 @@ pub async fn render(state: &AppState, p: &Principal, id: Uuid, printed_at: DateT
         critical: report.content.critical,
         key_images,
         signatures,
-        verification_url: Some(format!("{base}/verify/reports/{id}?version={}", report.version)),
+        verification_url: Some(format!(
+            "{base}/verify/reports/{id}?version={}",
+            report.final_version.unwrap_or(report.version)
+        )),
         printed_at: local(printed_at, tz),
         footer_text: if layout.footer.is_empty() {
             "本报告仅供临床参考".into()
@@ -188,4 +191,69 @@ pub async fn render(state: &AppState, p: &Principal, id: Uuid, printed_at: DateT
                 format!("the report could not be printed: {e}"),
             )
         })
+}
+
+/// What the QR code on a printed report leads to: is this report, at this version, the
+/// hospital's final word? Public (whoever holds the paper may check it) and so it shows no
+/// personal data: hospital, status, the final version and when it was signed off.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Verification {
+    pub report_id: Uuid,
+    pub hospital_name: String,
+    /// `draft`, `preliminary` or `final`.
+    pub status: String,
+    pub final_version: Option<u64>,
+    pub reviewed_at: Option<DateTime<Utc>>,
+    pub prints: usize,
+    /// The version printed on the paper is the report's current final version.
+    pub valid: bool,
+    /// The printed version was replaced by an amended final report.
+    pub superseded: bool,
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+pub struct VerifyParams {
+    /// The version printed on the paper.
+    pub version: Option<u64>,
+}
+
+/// Verify a printed report (the target of its QR code). No authentication; no personal data.
+#[utoipa::path(get, path = "/verify/reports/{id}", params(("id" = Uuid, Path), VerifyParams),
+    responses((status = 200, body = Verification), (status = 404, body = super::problem::Problem)))]
+pub async fn verify(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    super::extract::ApiPath(id): super::extract::ApiPath<Uuid>,
+    super::extract::ApiQuery(params): super::extract::ApiQuery<VerifyParams>,
+) -> Result<axum::Json<Verification>, ApiError> {
+    use medledger_domain::reporting::report::{ReportDecider, ReportStatus};
+    let (state_of, _) = state
+        .app
+        .load::<ReportDecider>(&rep::report_stream(id))
+        .await
+        .map_err(ApiError::from)?;
+    let report = state_of.report.ok_or_else(ApiError::not_found)?;
+    let hospital = organization::get_hospital(&state.app.store.db(), report.study.hospital_id)
+        .await?
+        .map(|h| h.name)
+        .unwrap_or_default();
+    let status = match report.status {
+        ReportStatus::Draft => "draft",
+        ReportStatus::Preliminary => "preliminary",
+        ReportStatus::Final => "final",
+    };
+    let printed = params.version;
+    let superseded = printed.is_some_and(|v| report.superseded.iter().any(|s| s.version == v));
+    let valid = report.status == ReportStatus::Final
+        && report.final_version.is_some()
+        && printed.is_none_or(|v| Some(v) == report.final_version);
+    Ok(axum::Json(Verification {
+        report_id: id,
+        hospital_name: hospital,
+        status: status.into(),
+        final_version: report.final_version,
+        reviewed_at: report.reviewed_at,
+        prints: report.prints.len(),
+        valid,
+        superseded,
+    }))
 }
