@@ -1,0 +1,237 @@
+//! Report templates, the knowledge base, the self-review setting, priors and
+//! diffs through the HTTP API on both backends.
+
+use medledger_dicom_ingest::{synthetic_ct, CtSpec};
+use medledger_tests::dicomweb::stow_all;
+use medledger_tests::org::{Org, PASSWORD};
+use medledger_tests::{system_clock, Deployment, TestServer};
+use serde_json::{json, Value};
+
+medledger_tests::on_both_deployments!(templates_phrases_self_review_priors_and_diffs);
+
+async fn user(s: &TestServer, o: &Org, name: &str, roles: &[&str]) -> String {
+    let login = format!("{name}.{}", o.suffix);
+    let roles: Vec<Value> = roles.iter().map(|r| o.h1_roles[*r].clone()).collect();
+    let r = s
+        .post(
+            &format!("/api/v1/hospitals/{}/users", o.h1),
+            Some(&o.h1_admin),
+            json!({"login": login, "name": name, "password": PASSWORD, "roles": roles}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    s.login(&login, PASSWORD).await.0
+}
+
+fn study(index: u32) -> CtSpec {
+    CtSpec {
+        study_index: index,
+        rows: 16,
+        columns: 16,
+        ..CtSpec::default()
+    }
+}
+
+async fn templates_phrases_self_review_priors_and_diffs(d: &Deployment) {
+    let s = TestServer::start(&d.config(), system_clock()).await;
+    let o = Org::build(&s).await;
+    let tech = user(&s, &o, "tech", &["technician"]).await;
+    let senior = user(&s, &o, "senior", &["doctor", "reviewer"]).await;
+    stow_all(&s, &tech, vec![synthetic_ct(&study(0)), synthetic_ct(&study(1))]).await;
+    let head = s.head().await;
+    let _ = s
+        .get(&format!("/api/v1/studies?min_position={head}"), Some(&o.u1_token))
+        .await;
+
+    // Templates: administrators define them per study type; others may not; bad input refused.
+    let spec = json!({
+        "name": "胸部CT平扫",
+        "study_type": {"modality": "ct", "body_part": "chest", "exam_item": "平扫"},
+        "fields": [{"key": "nodule", "label": "结节", "default_text": "无"}],
+        "default_findings": "双肺纹理清晰。",
+        "default_impression": "未见异常。",
+        "layout": {"title": "胸部CT诊断报告", "footer": "仅供临床参考"}
+    });
+    s.post("/api/v1/report-templates", Some(&o.u1_token), spec.clone())
+        .await
+        .assert_problem(403, "forbidden");
+    let mut bad = spec.clone();
+    bad["name"] = json!("  ");
+    let r = s.post("/api/v1/report-templates", Some(&o.h1_admin), bad).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let r = s.post("/api/v1/report-templates", Some(&o.h1_admin), spec).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let template = r.body["id"].as_str().unwrap().to_string();
+    let listed = s
+        .get(
+            &format!(
+                "/api/v1/report-templates?modality=CT&min_position={}",
+                r.body["position"]
+            ),
+            Some(&o.u1_token),
+        )
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(listed.body[0]["template_id"], template.as_str());
+    assert_eq!(listed.body[0]["study_type"]["body_part"], "CHEST", "normalised");
+
+    // A report started from the template carries its defaults.
+    let a = s
+        .post(
+            &format!("/api/v1/studies/{}/report", study(0).study_instance_uid()),
+            Some(&senior),
+            json!({"template_id": template}),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let report_a = a.body["report"]["id"].as_str().unwrap().to_string();
+    assert_eq!(a.body["report"]["content"]["findings"], "双肺纹理清晰。");
+    assert_eq!(a.body["report"]["content"]["fields"]["nodule"], "无");
+
+    // Knowledge base: a personal phrase, found by search, inserted (and counted).
+    let r = s
+        .post(
+            "/api/v1/knowledge",
+            Some(&senior),
+            json!({"title": "磨玻璃结节", "findings": "右肺上叶见磨玻璃结节。", "impression": "建议3个月后复查。",
+                   "tags": ["肺"], "modality": "CT"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let entry = r.body["id"].as_str().unwrap().to_string();
+    let found = s
+        .get(
+            &format!("/api/v1/knowledge?q=磨玻璃&min_position={}", r.body["position"]),
+            Some(&senior),
+        )
+        .await;
+    assert_eq!(found.status, 200, "{}", found.body);
+    assert_eq!(found.body[0]["entry_id"], entry.as_str());
+    let others = s.get("/api/v1/knowledge?q=磨玻璃", Some(&o.u1_token)).await;
+    assert_eq!(
+        others.body.as_array().map(Vec::len),
+        Some(0),
+        "personal entries are personal"
+    );
+    let inserted = s
+        .post(
+            &format!("/api/v1/reports/{report_a}/phrases"),
+            Some(&senior),
+            json!({"entry_id": entry, "version": 1}),
+        )
+        .await;
+    assert_eq!(inserted.status, 200, "{}", inserted.body);
+    let findings = inserted.body["report"]["content"]["findings"].as_str().unwrap();
+    assert!(
+        findings.contains("双肺纹理清晰。") && findings.contains("右肺上叶见磨玻璃结节。"),
+        "{findings}"
+    );
+    let counted = s
+        .get(
+            &format!("/api/v1/knowledge?q=磨玻璃&min_position={}", inserted.body["position"]),
+            Some(&senior),
+        )
+        .await;
+    assert_eq!(counted.body[0]["usage_count"], 1);
+
+    // Self-review is refused until the hospital allows it.
+    let submitted = s
+        .post(
+            &format!("/api/v1/reports/{report_a}/submit"),
+            Some(&senior),
+            json!({"version": 2}),
+        )
+        .await;
+    assert_eq!(submitted.status, 200, "{}", submitted.body);
+    let review = format!("/api/v1/reports/{report_a}/review");
+    s.post(&review, Some(&senior), json!({"version": 2}))
+        .await
+        .assert_problem(403, "self_review_not_allowed");
+    s.post(
+        "/api/v1/report-settings",
+        Some(&o.u1_token),
+        json!({"allow_self_review": true}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    let r = s
+        .post(
+            "/api/v1/report-settings",
+            Some(&o.h1_admin),
+            json!({"allow_self_review": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let reviewed = s.post(&review, Some(&senior), json!({"version": 2})).await;
+    assert_eq!(reviewed.status, 200, "{}", reviewed.body);
+    assert_eq!(reviewed.body["report"]["status"], "final");
+
+    // The same patient's later study: its report lists the prior and diffs against it.
+    let b = s
+        .post(
+            &format!("/api/v1/studies/{}/report", study(1).study_instance_uid()),
+            Some(&o.u1_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(b.status, 201, "{}", b.body);
+    let report_b = b.body["report"]["id"].as_str().unwrap().to_string();
+    let saved = s
+        .post(
+            &format!("/api/v1/reports/{report_b}/save"),
+            Some(&o.u1_token),
+            json!({"version": 1, "findings": "右肺上叶磨玻璃结节较前缩小。", "impression": "较前好转。"}),
+        )
+        .await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    let priors = s
+        .get(
+            &format!(
+                "/api/v1/reports/{report_b}/priors?min_position={}",
+                saved.body["position"]
+            ),
+            Some(&o.u1_token),
+        )
+        .await;
+    assert_eq!(priors.status, 200, "{}", priors.body);
+    let prior = priors
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["study_instance_uid"] == study(0).study_instance_uid())
+        .cloned()
+        .expect("the earlier study is a prior");
+    assert_eq!(prior["report_id"], report_a.as_str());
+    let diff = s
+        .get(
+            &format!("/api/v1/reports/{report_b}/diff?against={report_a}"),
+            Some(&o.u1_token),
+        )
+        .await;
+    assert_eq!(diff.status, 200, "{}", diff.body);
+    let findings = diff
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["field"] == "findings")
+        .cloned()
+        .expect("findings differ");
+    assert_eq!(findings["after"], "右肺上叶磨玻璃结节较前缩小。");
+    assert!(findings["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["op"] == "insert"));
+    s.get(
+        &format!("/api/v1/reports/{report_b}/diff?against={}", uuid::Uuid::new_v4()),
+        Some(&o.u1_token),
+    )
+    .await
+    .assert_problem(404, "not_found");
+    s.get(&format!("/api/v1/reports/{report_b}/priors"), Some(&o.h2_admin))
+        .await
+        .assert_problem(404, "not_found");
+    s.stop().await;
+}
