@@ -63,6 +63,9 @@ fn failed(sop_class: Option<&str>, sop_instance: Option<&str>, reason: u16) -> V
     Value::Object(item)
 }
 
+/// How long STOW-RS waits for its instances to be searchable before answering.
+const STORED_VISIBLE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Parts of one STOW-RS request stored at once.
 const IN_FLIGHT: usize = 8;
 
@@ -73,6 +76,7 @@ fn answer(
     referenced: &mut Vec<Value>,
     failures: &mut Vec<Value>,
     studies: &mut std::collections::BTreeSet<String>,
+    position: &mut u64,
 ) {
     let outcome = match outcome {
         Ok(o) => o,
@@ -84,6 +88,7 @@ fn answer(
     };
     match outcome {
         Ok(done) if done.outcome != Outcome::Conflict => {
+            *position = (*position).max(done.position);
             let m = &done.metadata;
             studies.insert(m.study_instance_uid.clone());
             referenced.push(json!({
@@ -163,6 +168,7 @@ pub async fn stow(
     let base = state.public_url.trim_end_matches('/').to_string();
     let (mut referenced, mut failures, mut studies) = (Vec::new(), Vec::new(), std::collections::BTreeSet::new());
     let mut in_flight = std::collections::VecDeque::new();
+    let mut position = 0u64;
     loop {
         let field = match parts.next_field().await {
             Ok(Some(f)) => f,
@@ -202,12 +208,43 @@ pub async fn stow(
         }));
         if in_flight.len() >= IN_FLIGHT {
             if let Some(next) = in_flight.pop_front() {
-                answer(next.await, &base, &mut referenced, &mut failures, &mut studies);
+                answer(
+                    next.await,
+                    &base,
+                    &mut referenced,
+                    &mut failures,
+                    &mut studies,
+                    &mut position,
+                );
             }
         }
     }
     while let Some(next) = in_flight.pop_front() {
-        answer(next.await, &base, &mut referenced, &mut failures, &mut studies);
+        answer(
+            next.await,
+            &base,
+            &mut referenced,
+            &mut failures,
+            &mut studies,
+            &mut position,
+        );
+    }
+    // Answer once what was stored can be found: a client that searches or reads right
+    // after STOW-RS (as viewers do) sees it. The instances are stored either way; if the
+    // read models are slow the answer goes out after the wait.
+    if position > 0 {
+        for projection in [
+            medledger_projections::read_models::instances::NAME,
+            medledger_projections::read_models::worklist::NAME,
+        ] {
+            if !state.status.wait_for(projection, position, STORED_VISIBLE_WAIT).await {
+                tracing::warn!(
+                    projection,
+                    position,
+                    "STOW-RS answered before the read models caught up"
+                );
+            }
+        }
     }
     let mut body = Map::new();
     if studies.len() == 1 {
