@@ -47,6 +47,15 @@ fn boundary(content_type: &str) -> Option<String> {
     boundary
 }
 
+/// `response` with `status`, typed as DICOM JSON (PS3.18 F.2).
+fn dicom_json(status: StatusCode, mut response: Response) -> Response {
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/dicom+json"));
+    response
+}
+
 fn ui(v: &str) -> Value {
     json!({"vr": "UI", "Value": [v]})
 }
@@ -265,11 +274,7 @@ pub async fn stow(
     if !failures.is_empty() {
         body.insert("00081198".into(), json!({"vr": "SQ", "Value": failures}));
     }
-    let mut response = (status, axum::Json(Value::Object(body))).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/dicom+json"));
-    Ok(response)
+    Ok(dicom_json(status, axum::Json(Value::Object(body)).into_response()))
 }
 
 #[cfg(test)]
@@ -548,11 +553,10 @@ pub async fn search_studies(
             add_included(study, first.first().and_then(|f| f.0.as_deref()), &include);
         }
     }
-    let mut response = axum::Json(Value::Array(studies)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/dicom+json"));
-    Ok(response)
+    Ok(dicom_json(
+        StatusCode::OK,
+        axum::Json(Value::Array(studies)).into_response(),
+    ))
 }
 
 fn is(v: Option<i64>) -> Value {
@@ -721,11 +725,10 @@ async fn qido_level(
     if items.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let mut response = axum::Json(Value::Array(items)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/dicom+json"));
-    Ok(response)
+    Ok(dicom_json(
+        StatusCode::OK,
+        axum::Json(Value::Array(items)).into_response(),
+    ))
 }
 
 /// Can the instances found be served? Nothing found or a deleted study: 404; objects erased
@@ -817,11 +820,7 @@ pub async fn metadata(
         body.push_str(&json.replace("\"BulkDataURI\":\"/dicomweb/", &absolute));
     }
     body.push(']');
-    let mut response = Response::new(axum::body::Body::from(body));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/dicom+json"));
-    Ok(response)
+    Ok(dicom_json(StatusCode::OK, Response::new(axum::body::Body::from(body))))
 }
 
 /// WADO-RS bulk data path: the instance and the element's path.

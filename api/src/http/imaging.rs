@@ -183,17 +183,8 @@ async fn storage_scope(
     p: &medledger_commands::identity::Principal,
     hospital: Option<Uuid>,
 ) -> Result<(Option<Uuid>, Option<Uuid>), ApiError> {
-    let hospital = hospital.or(p.tenant.hospital_id);
-    let target = match hospital {
-        Some(h) => {
-            let view = medledger_projections::read_models::organization::get_hospital(&state.app.store.db(), h)
-                .await?
-                .ok_or_else(ApiError::not_found)?;
-            Tenant {
-                alliance_id: Some(view.alliance_id),
-                hospital_id: Some(h),
-            }
-        }
+    let target = match hospital.or(p.tenant.hospital_id) {
+        Some(h) => hospital_target(state, h).await?,
         None => p.tenant,
     };
     authorize(p, Action::ViewStorage, &target)?;

@@ -159,22 +159,15 @@ pub struct InstanceView {
     pub erased: bool,
 }
 
-/// A hospital's instances of a study, optionally of one series or one
-/// instance, ordered by series and instance number. At most `limit`.
-pub async fn find(
+/// `columns` of a hospital's instances of a study (optionally one series, one instance),
+/// in series and instance order, at most `limit`.
+async fn select_instances(
     db: &Db,
-    hospital_id: Uuid,
-    study: &str,
-    series: Option<&str>,
-    sop: Option<&str>,
+    columns: &str,
+    (hospital_id, study, series, sop): (Uuid, &str, Option<&str>, Option<&str>),
     limit: u32,
-) -> Result<Vec<InstanceView>, ProjectionError> {
-    let mut sql = String::from(
-        "SELECT study_instance_uid, series_instance_uid, sop_instance_uid, sop_class_uid, transfer_syntax_uid, modality, \
-         series_number, series_description, instance_number, rows_count, columns_count, number_of_frames, blob_key, \
-         size_bytes, received_at, deleted, storage_tier, erased FROM rm_instances \
-         WHERE hospital_id = $1 AND study_instance_uid = $2",
-    );
+) -> Result<Vec<medledger_commands::db::DbRow>, ProjectionError> {
+    let mut sql = format!("SELECT {columns} FROM rm_instances WHERE hospital_id = $1 AND study_instance_uid = $2");
     let mut args = vec![Arg::from(hospital_id), Arg::from(study)];
     if let Some(s) = series {
         args.push(Arg::from(s));
@@ -189,7 +182,28 @@ pub async fn find(
         " ORDER BY series_number, series_instance_uid, instance_number, sop_instance_uid LIMIT ${}",
         args.len()
     ));
-    let rows = db.fetch_all(&sql, &args).await?;
+    Ok(db.fetch_all(&sql, &args).await?)
+}
+
+/// A hospital's instances of a study, optionally of one series or one
+/// instance, ordered by series and instance number. At most `limit`.
+pub async fn find(
+    db: &Db,
+    hospital_id: Uuid,
+    study: &str,
+    series: Option<&str>,
+    sop: Option<&str>,
+    limit: u32,
+) -> Result<Vec<InstanceView>, ProjectionError> {
+    let rows = select_instances(
+        db,
+        "study_instance_uid, series_instance_uid, sop_instance_uid, sop_class_uid, transfer_syntax_uid, modality, \
+         series_number, series_description, instance_number, rows_count, columns_count, number_of_frames, blob_key, \
+         size_bytes, received_at, deleted, storage_tier, erased",
+        (hospital_id, study, series, sop),
+        limit,
+    )
+    .await?;
     rows.iter()
         .map(|r| {
             Ok(InstanceView {
@@ -261,24 +275,13 @@ pub async fn metadata(
     sop: Option<&str>,
     limit: u32,
 ) -> Result<Vec<(Option<String>, bool, String, bool)>, ProjectionError> {
-    let mut sql = String::from(
-        "SELECT metadata, deleted, storage_tier, erased FROM rm_instances WHERE hospital_id = $1 AND study_instance_uid = $2",
-    );
-    let mut args = vec![Arg::from(hospital_id), Arg::from(study)];
-    if let Some(s) = series {
-        args.push(Arg::from(s));
-        sql.push_str(&format!(" AND series_instance_uid = ${}", args.len()));
-    }
-    if let Some(i) = sop {
-        args.push(Arg::from(i));
-        sql.push_str(&format!(" AND sop_instance_uid = ${}", args.len()));
-    }
-    args.push(Arg::from(limit as i64));
-    sql.push_str(&format!(
-        " ORDER BY series_number, series_instance_uid, instance_number, sop_instance_uid LIMIT ${}",
-        args.len()
-    ));
-    let rows = db.fetch_all(&sql, &args).await?;
+    let rows = select_instances(
+        db,
+        "metadata, deleted, storage_tier, erased",
+        (hospital_id, study, series, sop),
+        limit,
+    )
+    .await?;
     rows.iter()
         .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .collect::<Result<_, sqlx::Error>>()
