@@ -272,10 +272,15 @@ impl Db {
         })
     }
 
-    /// A write transaction.
+    /// A write transaction. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads before it
+    /// writes fails at once with "database is locked" if another connection
+    /// (a second process on the same file, such as `medledger replay`) has
+    /// committed in between, because the busy timeout cannot help a stale
+    /// read snapshot.
     pub async fn begin(&self) -> Result<DbTx, sqlx::Error> {
         Ok(match self {
-            Db::Sqlite { writer, .. } => DbTx::Sqlite(writer.begin().await?),
+            Db::Sqlite { writer, .. } => DbTx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?),
             Db::Postgres(p) => DbTx::Postgres(p.begin().await?),
         })
     }
@@ -356,5 +361,52 @@ mod tests {
         assert_eq!(anonymous_placeholders("SELECT $1, $1"), None, "reused stays named");
         assert_eq!(anonymous_placeholders("SELECT 1"), None);
         assert_eq!(anonymous_placeholders("SELECT '$1', $1"), Some("SELECT '$1', ?"));
+    }
+
+    /// Two processes on one SQLite file (the server and `medledger replay`,
+    /// say): a read-then-write transaction must wait for the other writer,
+    /// not fail with "database is locked", and must not lose its update.
+    #[tokio::test]
+    async fn sqlite_write_transactions_on_one_file_wait_for_each_other() {
+        use crate::store::sqlite::SqliteEventStore;
+        use crate::store::EventStore;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("medledger.db");
+        let a = SqliteEventStore::open(&path).await.unwrap().db();
+        let b = SqliteEventStore::open(&path).await.unwrap().db();
+        a.execute("CREATE TABLE counter (n INTEGER NOT NULL)", &[])
+            .await
+            .unwrap();
+        a.execute("INSERT INTO counter (n) VALUES (0)", &[]).await.unwrap();
+
+        let mut tx = a.begin().await.unwrap();
+        let n: i64 = tx
+            .fetch_optional("SELECT n FROM counter", &[])
+            .await
+            .unwrap()
+            .unwrap()
+            .get(0)
+            .unwrap();
+        let other = tokio::spawn(async move {
+            let mut tx = b.begin().await?;
+            tx.execute("UPDATE counter SET n = n + 1", &[]).await?;
+            tx.commit().await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        tx.execute("UPDATE counter SET n = $1", &[super::Arg::I64(n + 1)])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        other.await.unwrap().unwrap();
+
+        let n: i64 = a
+            .fetch_optional("SELECT n FROM counter", &[])
+            .await
+            .unwrap()
+            .unwrap()
+            .get(0)
+            .unwrap();
+        assert_eq!(n, 2, "both updates kept");
     }
 }
