@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use medledger_commands::args;
 use medledger_commands::codec::EventCodec;
 use medledger_commands::db::{Db, DbTx};
@@ -152,6 +152,8 @@ pub struct Runner {
 
 const CATCH_UP_BATCH: u32 = 10_000;
 const MAX_GAP: u64 = 20_000;
+/// At most this many events from waiting deliveries are applied together.
+const COALESCE_EVENTS: usize = 5_000;
 
 impl Runner {
     pub fn new(
@@ -298,52 +300,125 @@ impl Runner {
     }
 
     /// Apply events (from the bus or the store) exactly once, filling gaps.
+    ///
+    /// Payloads are opened (keys read, decrypted, upcast) and gaps read from
+    /// the store *before* the transaction: a transaction that waited for a
+    /// second pooled connection could starve the PostgreSQL pool when every
+    /// projection holds one, and on SQLite it would hold the one writer longer.
     async fn apply_events(&self, p: &dyn Projection, events: Vec<RecordedEvent>) -> Result<(), ProjectionError> {
         let Some(last) = events.iter().map(|e| e.global_position).max() else {
             return Ok(());
         };
-        let mut tx = self.store.db().begin().await?;
-        let checkpoint = lock_checkpoint(&mut tx, p.name()).await?;
-        if last <= checkpoint {
-            tx.commit().await?;
-            self.status.advance(p.name(), checkpoint);
+        if self.skip_unwanted(p, &events, last) {
             return Ok(());
         }
-        let mut events: Vec<RecordedEvent> = events.into_iter().filter(|e| e.global_position > checkpoint).collect();
+        // Everything wanted up to `known` is applied (by this process or another).
+        let known = self.status.position(p.name());
+        let mut events: Vec<RecordedEvent> = events.into_iter().filter(|e| e.global_position > known).collect();
         events.sort_by_key(|e| e.global_position);
         events.dedup_by_key(|e| e.global_position);
-        let contiguous = events
-            .iter()
-            .enumerate()
-            .all(|(i, e)| e.global_position == checkpoint + 1 + i as u64);
-        if !contiguous {
-            // The bus skipped something: read exactly (checkpoint, last] from the store.
-            if last - checkpoint > MAX_GAP {
+        let mut from = known;
+        for _ in 0..3 {
+            let positions: Vec<u64> = events.iter().map(|e| e.global_position).collect();
+            let ready = self.open_wanted(p, std::mem::take(&mut events)).await?;
+            let mut tx = self.store.db().begin().await?;
+            let checkpoint = lock_checkpoint(&mut tx, p.name()).await?;
+            let base = checkpoint.max(from);
+            if last <= base {
+                tx.commit().await?;
+                self.status.advance(p.name(), base);
+                return Ok(());
+            }
+            let contiguous = positions
+                .iter()
+                .filter(|&&g| g > base)
+                .enumerate()
+                .all(|(i, &g)| g == base + 1 + i as u64);
+            if contiguous {
+                let ready: Vec<RecordedEvent> = ready.into_iter().filter(|e| e.global_position > base).collect();
+                if !ready.is_empty() {
+                    p.apply_batch(&mut tx, &ready).await?;
+                }
+                tx.execute(
+                    "UPDATE projection_checkpoints SET position = $2 WHERE name = $1",
+                    &args![p.name(), last],
+                )
+                .await?;
+                tx.commit().await?;
+                self.status.advance(p.name(), last);
+                return Ok(());
+            }
+            // The bus skipped something: read exactly (base, last] from the store.
+            drop(tx);
+            if last - base > MAX_GAP {
                 return Err(ProjectionError::NeedsCatchUp);
             }
             metrics::counter!("medledger_projection_gaps_filled_total", "projection" => p.name()).increment(1);
-            events = self.store.read_all(checkpoint, (last - checkpoint) as u32).await?;
+            events = self.store.read_all(base, (last - base) as u32).await?;
+            from = base;
         }
+        Err(ProjectionError::NeedsCatchUp)
+    }
+
+    /// The events `p` reads, opened if it reads payloads.
+    async fn open_wanted(
+        &self,
+        p: &dyn Projection,
+        events: Vec<RecordedEvent>,
+    ) -> Result<Vec<RecordedEvent>, ProjectionError> {
         let wanted = p.event_types();
         let selected: Vec<RecordedEvent> = events
             .into_iter()
             .filter(|e| wanted.is_empty() || wanted.contains(&e.event_type.as_str()))
             .collect();
-        if !selected.is_empty() {
-            let ready = if p.needs_payload() {
-                self.codec.open(selected).await?
-            } else {
-                selected
-            };
-            p.apply_batch(&mut tx, &ready).await?;
+        if selected.is_empty() || !p.needs_payload() {
+            return Ok(selected);
         }
-        tx.execute(
-            "UPDATE projection_checkpoints SET position = $2 WHERE name = $1",
-            &args![p.name(), last],
-        )
-        .await?;
-        tx.commit().await?;
+        Ok(self.codec.open(selected).await?)
+    }
+
+    /// Events that follow on from what this process knows the projection has
+    /// applied, none of which it reads, need no transaction: its position moves
+    /// in memory (so read-your-writes waits return) and the checkpoint row is
+    /// written later by [`Runner::flush_checkpoint`] or the next real batch.
+    /// Under ingest most projections read none of the arriving events, and a
+    /// commit each would queue behind the one SQLite writer for nothing.
+    fn skip_unwanted(&self, p: &dyn Projection, events: &[RecordedEvent], last: u64) -> bool {
+        let wanted = p.event_types();
+        if wanted.is_empty() {
+            return false;
+        }
+        let known = self.status.position(p.name());
+        let mut newer: Vec<&RecordedEvent> = events.iter().filter(|e| e.global_position > known).collect();
+        newer.sort_by_key(|e| e.global_position);
+        newer.dedup_by_key(|e| e.global_position);
+        let follows_on = newer
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.global_position == known + 1 + i as u64);
+        if !follows_on || newer.iter().any(|e| wanted.contains(&e.event_type.as_str())) {
+            return false;
+        }
         self.status.advance(p.name(), last);
+        true
+    }
+
+    /// Write the position [`Runner::skip_unwanted`] moved in memory.
+    /// `flushed` is the last position this caller wrote (nothing is written
+    /// while it stands still).
+    pub async fn flush_checkpoint(&self, p: &dyn Projection, flushed: &mut u64) -> Result<(), ProjectionError> {
+        let position = self.status.position(p.name());
+        if position <= *flushed {
+            return Ok(());
+        }
+        self.store
+            .db()
+            .execute(
+                "UPDATE projection_checkpoints SET position = $2 WHERE name = $1 AND position < $2",
+                &args![p.name(), position as i64],
+            )
+            .await?;
+        *flushed = position;
         Ok(())
     }
 
@@ -362,6 +437,8 @@ impl Runner {
 
     async fn follow(&self, p: Arc<dyn Projection>, mut shutdown: watch::Receiver<bool>) {
         let consumer = format!("projection-{}", p.name());
+        let mut flushed = 0;
+        let mut flushed_at = tokio::time::Instant::now();
         loop {
             if *shutdown.borrow() {
                 return;
@@ -394,6 +471,17 @@ impl Runner {
                 tokio::select! {
                     delivery = next => match delivery {
                         Some(mut d) => {
+                            // Whatever else is already waiting goes into the same
+                            // transaction: under load one commit (and one fsync)
+                            // serves many deliveries instead of one each.
+                            if let Some(s) = sub.as_mut() {
+                                while d.events.len() < COALESCE_EVENTS {
+                                    match s.next().now_or_never() {
+                                        Some(Some(more)) => d.absorb(more),
+                                        _ => break,
+                                    }
+                                }
+                            }
                             let gap = d.gap;
                             let events = std::mem::take(&mut d.events);
                             let outcome = if gap {
@@ -408,10 +496,21 @@ impl Runner {
                                 Ok(()) => d.ack().await,
                                 Err(e) => tracing::warn!(projection = p.name(), error = %e, "apply failed; will retry"),
                             }
+                            // Other processes read the checkpoint row: keep it
+                            // within a second of what was skipped in memory.
+                            if flushed_at.elapsed() >= Duration::from_secs(1) {
+                                if let Err(e) = self.flush_checkpoint(p.as_ref(), &mut flushed).await {
+                                    tracing::warn!(projection = p.name(), error = %e, "checkpoint flush failed");
+                                }
+                                flushed_at = tokio::time::Instant::now();
+                            }
                         }
                         None => break, // the subscription ended: subscribe again
                     },
                     _ = tokio::time::sleep(poll) => {
+                        if let Err(e) = self.flush_checkpoint(p.as_ref(), &mut flushed).await {
+                            tracing::warn!(projection = p.name(), error = %e, "checkpoint flush failed");
+                        }
                         if let Err(e) = self.catch_up(p.as_ref()).await {
                             tracing::warn!(projection = p.name(), error = %e, "catch-up failed");
                         }
@@ -419,7 +518,10 @@ impl Runner {
                             break;
                         }
                     }
-                    _ = shutdown.changed() => return,
+                    _ = shutdown.changed() => {
+                        let _ = self.flush_checkpoint(p.as_ref(), &mut flushed).await;
+                        return;
+                    }
                 }
             }
         }

@@ -20,6 +20,14 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// Take `other`'s events and acknowledgements into this delivery (the
+    /// runner applies what is already waiting in one transaction).
+    pub fn absorb(&mut self, mut other: Delivery) {
+        self.events.append(&mut other.events);
+        self.gap |= other.gap;
+        self.acks.append(&mut other.acks);
+    }
+
     /// Tell the bus these events are done with.
     pub async fn ack(self) {
         let acks = self.acks.iter().map(|m| m.ack());
