@@ -285,6 +285,27 @@ async fn a_lossy_bus_is_repaired_from_the_store(b: &Backend) {
         .filter(|e| e.event_type.starts_with("Login"))
         .count() as i64;
     assert_eq!(total, logins, "every login event counted exactly once");
+    // Batches it does not read move its position without a transaction; the
+    // checkpoint row (what other processes wait on) follows within a second or so.
+    let started = std::time::Instant::now();
+    loop {
+        let row = db
+            .fetch_optional(
+                "SELECT position FROM projection_checkpoints WHERE name = $1",
+                &args!["test_counter"],
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        if row.get::<i64>(0).unwrap() as u64 >= head {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "checkpoint row stayed behind {head}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     tx.send(true).unwrap();
     for t in tasks {
         t.await.unwrap();
