@@ -236,8 +236,15 @@ pub async fn erase_patient_objects(
     let mut position = 0;
     for (hospital, uid) in studies {
         let (state, _) = app.load::<Study>(&study_stream(*hospital, uid)).await?;
+        // Every object of the study, conflicting copies included, in both tiers.
+        for prefix in [
+            format!("hospitals/{hospital}/studies/{uid}"),
+            format!("{ARCHIVE_PREFIX}/hospitals/{hospital}/studies/{uid}"),
+        ] {
+            blobs.delete_prefix(&prefix).await.map_err(blob_error)?;
+        }
         for sop in state.objects.keys() {
-            // Every object of the instance, the conflicting copies included.
+            // Objects stored under the earlier per-instance layout.
             blobs
                 .delete_prefix(&format!("hospitals/{hospital}/instances/{sop}"))
                 .await

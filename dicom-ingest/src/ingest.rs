@@ -2,7 +2,9 @@
 //! received, and record it in its study.
 //!
 //! The object goes to the blob store first, under a content-addressed key
-//! (`hospitals/<hospital>/instances/<SOP Instance UID>/<sha256>.dcm`), then
+//! (`hospitals/<hospital>/studies/<Study UID>/<Series UID>/<SOP UID>_<sha256>.dcm`:
+//! one folder per series, not per instance, so an arrival creates no directory
+//! and costs the local store two fsyncs instead of four), then
 //! the study records the event. So a duplicate writes nothing new, a
 //! conflicting object is kept aside under its own key, and a crash between
 //! the two steps leaves at most an unreferenced blob, never an event that
@@ -22,6 +24,7 @@ use medledger_domain::imaging::study::{
 use medledger_domain::pii::PersonalData;
 use medledger_domain::Decider;
 use sha2::{Digest, Sha256};
+use std::time::Instant;
 use uuid::Uuid;
 
 use crate::parse::{inspect, InstanceMetadata, Rejection};
@@ -67,17 +70,20 @@ pub async fn ingest(
     let hospital_id = hospital
         .hospital_id
         .ok_or_else(|| Error::rejected(Kind::Forbidden, "hospital_required", "instances belong to a hospital"))?;
+    let started = Instant::now();
     let meta = inspect(&bytes).map_err(IngestError::Rejected)?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
+    let started = phase_done("inspect", started);
     let blob_key = format!(
-        "hospitals/{hospital_id}/instances/{}/{sha256}.dcm",
-        meta.sop_instance_uid
+        "hospitals/{hospital_id}/studies/{}/{}/{}_{sha256}.dcm",
+        meta.study_instance_uid, meta.series_instance_uid, meta.sop_instance_uid
     );
     let size = bytes.len() as u64;
     let stored = blobs.exists(&blob_key).await.map_err(blob_error)?;
     if !stored {
         blobs.put(&blob_key, bytes).await.map_err(blob_error)?;
     }
+    let started = phase_done("blob", started);
     let subject = app
         .codec
         .keys()
@@ -157,12 +163,13 @@ pub async fn ingest(
         }
         match app.append(request).await {
             Ok(r) => {
+                phase_done("record", started);
                 return Ok(Ingested {
                     outcome,
                     metadata: meta,
                     blob_key,
                     position: r.last_position,
-                })
+                });
             }
             Err(StoreError::GuardTaken { .. }) => {
                 let owner = app
@@ -203,4 +210,13 @@ pub async fn ingest(
 
 fn blob_error(e: medledger_commands::blobs::BlobError) -> Error {
     Error::rejected(Kind::Unavailable, "blob_store_unavailable", e.to_string())
+}
+
+/// Time spent in one step of [`ingest`] (`medledger_ingest_phase_seconds`:
+/// inspect = parse and hash, blob = object store write, record = decide, seal
+/// and append), so a slow ingest shows where it waits.
+fn phase_done(phase: &'static str, started: Instant) -> Instant {
+    let now = Instant::now();
+    metrics::histogram!("medledger_ingest_phase_seconds", "phase" => phase).record((now - started).as_secs_f64());
+    now
 }
