@@ -24,7 +24,7 @@ use medledger_domain::reporting::report::{
 };
 use medledger_domain::reporting::settings::{ReportingSettings, ReportingSettingsCommand, ReportingSettingsDecider};
 use medledger_domain::reporting::template::{
-    ReportTemplate, ReportTemplateCommand, ReportTemplateDecider, TemplateSpec,
+    PatientItem, PrintedSection, ReportTemplate, ReportTemplateCommand, ReportTemplateDecider, TemplateSpec,
 };
 use medledger_domain::reporting::StudyRef;
 use medledger_domain::Decider;
@@ -536,67 +536,63 @@ pub async fn diff_reports(app: &App, p: &Principal, before: Uuid, after: Uuid) -
 }
 
 /// What the PDF renderer receives: everything printed on the page, laid
-/// out by the template. Producing the PDF bytes from it is the printing
-/// crate's job; this is the seam.
+/// out by the report's template (or the standard layout). Producing the PDF
+/// bytes from it is the printing crate's job; this is the seam.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct PrintDocument {
     pub report_id: Uuid,
     pub study: StudyRef,
     pub version: u64,
+    pub template_id: Option<Uuid>,
     pub title: String,
     pub header: String,
-    pub body: String,
     pub footer: String,
     pub show_hospital_name: bool,
     pub show_logo: bool,
     pub patient_block: bool,
+    /// The patient-block entries in order (empty: the standard set).
+    pub patient_fields: Vec<PatientItem>,
+    /// The body in print order: the template's lead text, structured fields,
+    /// findings, impression, … with their headings; blank sections left out.
+    pub sections: Vec<PrintedSection>,
     pub signature_block: bool,
-    /// Labelled sections in print order (structured fields, findings, impression, …).
-    pub sections: Vec<(String, String)>,
+    pub preliminary_signature_label: String,
+    pub review_signature_label: String,
+    pub show_qr_code: bool,
     pub critical: bool,
     pub preliminary_by: Option<Uuid>,
     pub reviewed_by: Option<Uuid>,
     pub reviewed_at: Option<DateTime<Utc>>,
 }
 
-/// Lay a report out for printing with its template (or a plain layout).
+/// Lay a report out for printing with its template (or the standard layout).
 pub fn print_document(report: &Report, template: Option<&ReportTemplate>) -> PrintDocument {
     let layout = template.map(|t| t.spec.layout.clone()).unwrap_or_default();
-    let mut sections = Vec::new();
-    if let Some(t) = template {
-        for f in &t.spec.fields {
-            if let Some(v) = report.content.fields.get(&f.key) {
-                sections.push((f.label.clone(), v.clone()));
-            }
+    let fields = template.map(|t| t.spec.fields.as_slice()).unwrap_or_default();
+    let or = |s: &str, standard: &str| {
+        if s.trim().is_empty() {
+            standard.to_string()
+        } else {
+            s.trim().to_string()
         }
-    }
-    for (k, v) in &report.content.fields {
-        if !template.is_some_and(|t| t.spec.fields.iter().any(|f| &f.key == k)) {
-            sections.push((k.clone(), v.clone()));
-        }
-    }
-    sections.push(("影像所见".to_string(), report.content.findings.clone()));
-    sections.push(("诊断意见".to_string(), report.content.impression.clone()));
-    if !report.content.recommendations.is_empty() {
-        sections.push(("建议".to_string(), report.content.recommendations.clone()));
-    }
+    };
     PrintDocument {
         report_id: report.id,
         study: report.study.clone(),
         version: report.version,
-        title: if layout.title.is_empty() {
-            "诊断报告".to_string()
-        } else {
-            layout.title
-        },
+        template_id: template.map(|t| t.id),
+        title: or(&layout.title, "医学影像诊断报告"),
+        sections: layout.arrange(fields, &report.content),
+        preliminary_signature_label: or(&layout.preliminary_signature_label, "报告医生"),
+        review_signature_label: or(&layout.review_signature_label, "审核医生"),
         header: layout.header,
-        body: layout.body,
         footer: layout.footer,
         show_hospital_name: layout.show_hospital_name,
         show_logo: layout.show_logo,
         patient_block: layout.patient_block,
+        patient_fields: layout.patient_fields,
         signature_block: layout.signature_block,
-        sections,
+        show_qr_code: layout.show_qr_code,
         critical: report.content.critical,
         preliminary_by: report.preliminary_by,
         reviewed_by: report.reviewed_by,
