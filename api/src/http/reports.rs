@@ -32,6 +32,52 @@ fn bad_query(detail: &str) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", detail.to_string())
 }
 
+/// A page of a list: pass `next_cursor` back as `cursor` for the next one; the last
+/// page has none.
+#[derive(Serialize, ToSchema)]
+pub struct Page<T: Serialize> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Cursors are opaque to clients: the last row's sort key, as base64url JSON.
+fn cursor_of<K: Serialize>(key: &K) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(key).unwrap_or_default())
+}
+
+/// The sort key in a cursor this API gave out; anything else is 400 `invalid_query`.
+fn key_of<K: serde::de::DeserializeOwned>(cursor: Option<&str>) -> Result<Option<K>, ApiError> {
+    use base64::Engine;
+    cursor
+        .map(|c| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(c)
+                .ok()
+                .and_then(|json| serde_json::from_slice(&json).ok())
+                .ok_or_else(|| bad_query("cursor is not one this API gave out"))
+        })
+        .transpose()
+}
+
+fn check_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        Some(0) | Some(201..) => Err(bad_query("limit must be 1 to 200")),
+        other => Ok(other.unwrap_or(50)),
+    }
+}
+
+fn page<T: Serialize, K: Serialize>(slice: rm::Slice<T>, key: impl Fn(&T) -> K) -> Page<T> {
+    let next_cursor = slice
+        .more
+        .then(|| slice.items.last().map(|last| cursor_of(&key(last))))
+        .flatten();
+    Page {
+        items: slice.items,
+        next_cursor,
+    }
+}
+
 /// A report command's answer: the report as it now stands.
 #[derive(Serialize, ToSchema)]
 pub struct ReportResponse {
@@ -157,9 +203,7 @@ pub async fn list(
             return Err(bad_query("status is draft, preliminary or final"));
         }
     }
-    if matches!(q.limit, Some(0) | Some(201..)) {
-        return Err(bad_query("limit must be 1 to 200"));
-    }
+    let limit = check_limit(q.limit)?;
     if let Some(c) = &q.cursor {
         let ok = c
             .split_once('|')
@@ -176,7 +220,7 @@ pub async fn list(
         critical: q.critical,
         study_instance_uid: q.study,
         cursor: q.cursor,
-        limit: q.limit.unwrap_or(50),
+        limit,
     };
     min.wait(&state, rm::NAME).await?;
     Ok(Json(rm::list(&state.app.store.db(), &filter).await?))
@@ -578,32 +622,36 @@ pub struct TemplateParams {
     pub department: Option<Uuid>,
     #[serde(default)]
     pub include_retired: bool,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// 1–200 (default 50).
+    pub limit: Option<u32>,
     pub min_position: Option<u64>,
 }
 
-/// The caller's hospital's templates (for a study type and department).
+/// The caller's hospital's templates by name (for a study type and department), a page at a time.
 #[utoipa::path(get, path = "/api/v1/report-templates", security(("bearer" = [])), params(TemplateParams),
-    responses((status = 200, body = Vec<Object>), (status = 403, body = Problem)))]
+    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 403, body = Problem)))]
 pub async fn list_templates(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
     min: MinPosition,
     ApiQuery(q): ApiQuery<TemplateParams>,
-) -> Result<Json<Vec<TemplateRow>>, ApiError> {
+) -> Result<Json<Page<TemplateRow>>, ApiError> {
     authorize(&p, Action::ViewReports, &p.tenant)?;
     let hospital_id = p.tenant.hospital_id.ok_or_else(ApiError::not_found)?;
+    let filter = rm::TemplateFilter {
+        hospital_id,
+        modality: q.modality,
+        body_part: q.body_part,
+        department: q.department,
+        include_retired: q.include_retired,
+        after: key_of(q.cursor.as_deref())?,
+        limit: check_limit(q.limit)?,
+    };
     min.wait(&state, rm::NAME).await?;
-    Ok(Json(
-        rm::templates(
-            &state.app.store.db(),
-            hospital_id,
-            q.modality.as_deref(),
-            q.body_part.as_deref(),
-            q.department,
-            q.include_retired,
-        )
-        .await?,
-    ))
+    let slice = rm::templates(&state.app.store.db(), &filter).await?;
+    Ok(Json(page(slice, |t| (t.spec.name.clone(), t.template_id))))
 }
 
 /// One template, from its stream.
@@ -687,19 +735,22 @@ pub struct KnowledgeParams {
     pub tag: Option<String>,
     /// `personal`, `hospital` or both (default).
     pub scope: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// 1–200 (default 50).
     pub limit: Option<u32>,
     pub min_position: Option<u64>,
 }
 
-/// Search the hospital's entries and the caller's own, most used first.
+/// Search the hospital's entries and the caller's own, most used first, a page at a time.
 #[utoipa::path(get, path = "/api/v1/knowledge", security(("bearer" = [])), params(KnowledgeParams),
-    responses((status = 200, body = Vec<Object>), (status = 400, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 403, body = Problem)))]
 pub async fn search_knowledge(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
     min: MinPosition,
     ApiQuery(q): ApiQuery<KnowledgeParams>,
-) -> Result<Json<Vec<KnowledgeRow>>, ApiError> {
+) -> Result<Json<Page<KnowledgeRow>>, ApiError> {
     authorize(&p, Action::ViewReports, &p.tenant)?;
     let hospital_id = p.tenant.hospital_id.ok_or_else(ApiError::not_found)?;
     let personal = match q.scope.as_deref() {
@@ -711,9 +762,6 @@ pub async fn search_knowledge(
     if q.q.as_ref().is_some_and(|s| s.chars().count() > 100) {
         return Err(bad_query("q has at most 100 characters"));
     }
-    if matches!(q.limit, Some(0) | Some(201..)) {
-        return Err(bad_query("limit must be 1 to 200"));
-    }
     let filter = KnowledgeFilter {
         hospital_id,
         user: p.account_id,
@@ -722,10 +770,12 @@ pub async fn search_knowledge(
         modality: q.modality,
         body_part: q.body_part,
         tag: q.tag,
-        limit: q.limit.unwrap_or(50),
+        after: key_of(q.cursor.as_deref())?,
+        limit: check_limit(q.limit)?,
     };
     min.wait(&state, rm::NAME).await?;
-    Ok(Json(rm::search_knowledge(&state.app.store.db(), &filter).await?))
+    let slice = rm::search_knowledge(&state.app.store.db(), &filter).await?;
+    Ok(Json(page(slice, |e| (e.usage_count, e.title.clone(), e.entry_id))))
 }
 
 /// Update an entry (its owner, or administrators for hospital-wide ones).

@@ -543,35 +543,64 @@ pub struct TemplateRow {
     pub spec: TemplateSpec,
 }
 
-/// A hospital's templates, optionally for one study type and department.
-pub async fn templates(
-    db: &Db,
-    hospital_id: Uuid,
-    modality: Option<&str>,
-    body_part: Option<&str>,
-    department: Option<Uuid>,
-    include_retired: bool,
-) -> Result<Vec<TemplateRow>, ProjectionError> {
+/// Rows of a keyset-paginated list and whether more follow; the caller
+/// makes the next cursor from the last row's sort key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Slice<T> {
+    pub items: Vec<T>,
+    pub more: bool,
+}
+
+impl<T> Slice<T> {
+    /// `rows` fetched with `LIMIT limit + 1`.
+    fn of(mut rows: Vec<T>, limit: u32) -> Self {
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        Slice { items: rows, more }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TemplateFilter {
+    pub hospital_id: Uuid,
+    pub modality: Option<String>,
+    pub body_part: Option<String>,
+    pub department: Option<Uuid>,
+    pub include_retired: bool,
+    /// The sort key `(name, template_id)` of the last row of the previous page.
+    pub after: Option<(String, Uuid)>,
+    pub limit: u32,
+}
+
+/// A hospital's templates by name, optionally for one study type and department.
+pub async fn templates(db: &Db, f: &TemplateFilter) -> Result<Slice<TemplateRow>, ProjectionError> {
     let mut q = Query::new(
         "SELECT template_id, hospital_id, retired, updated_at, spec FROM rm_report_templates WHERE 1 = 1".to_string(),
     );
-    q.and(" AND hospital_id = ?", vec![hospital_id.into()]);
-    if !include_retired {
+    q.and(" AND hospital_id = ?", vec![f.hospital_id.into()]);
+    if !f.include_retired {
         q.and(" AND retired = ?", vec![false.into()]);
     }
-    if let Some(m) = modality {
+    if let Some(m) = &f.modality {
         q.and(" AND (modality = '' OR modality = ?)", vec![m.to_uppercase().into()]);
     }
-    if let Some(b) = body_part {
+    if let Some(b) = &f.body_part {
         q.and(" AND (body_part = '' OR body_part = ?)", vec![b.to_uppercase().into()]);
     }
-    if let Some(d) = department {
+    if let Some(d) = f.department {
         q.and(
             " AND (departments = '[]' OR departments LIKE ?)",
             vec![format!("%\"{d}\"%").into()],
         );
     }
-    q.and(" ORDER BY name, template_id", vec![]);
+    if let Some((name, id)) = &f.after {
+        q.and(
+            " AND (name > ? OR (name = ? AND template_id > ?))",
+            vec![name.into(), name.into(), (*id).into()],
+        );
+    }
+    let limit = f.limit.clamp(1, 200);
+    q.and(" ORDER BY name, template_id LIMIT ?", vec![(limit as i64 + 1).into()]);
     let rows = db.fetch_all(&q.sql, &q.args).await?;
     rows.iter()
         .map(|r| {
@@ -584,6 +613,7 @@ pub async fn templates(
             })
         })
         .collect::<Result<_, sqlx::Error>>()
+        .map(|rows| Slice::of(rows, limit))
         .map_err(ProjectionError::from)
 }
 
@@ -614,11 +644,15 @@ pub struct KnowledgeFilter {
     pub modality: Option<String>,
     pub body_part: Option<String>,
     pub tag: Option<String>,
+    /// The sort key `(usage_count, title, entry_id)` of the last row of the previous page.
+    pub after: Option<(i64, String, Uuid)>,
     pub limit: u32,
 }
 
-/// Search the knowledge base: hospital-wide entries and the user's own, most used first.
-pub async fn search_knowledge(db: &Db, f: &KnowledgeFilter) -> Result<Vec<KnowledgeRow>, ProjectionError> {
+/// Search the knowledge base: hospital-wide entries and the user's own, most used first
+/// (then by title). Usage counts grow while someone pages: an entry whose count rises
+/// past the cursor's is not shown again on later pages.
+pub async fn search_knowledge(db: &Db, f: &KnowledgeFilter) -> Result<Slice<KnowledgeRow>, ProjectionError> {
     let mut q = Query::new(
         "SELECT entry_id, hospital_id, owner_id, title, findings, impression, tags, modality, body_part, usage_count, \
          updated_at FROM rm_knowledge WHERE retired = FALSE"
@@ -649,9 +683,22 @@ pub async fn search_knowledge(db: &Db, f: &KnowledgeFilter) -> Result<Vec<Knowle
             vec![format!("%{}%", like_escape(&tag)).into()],
         );
     }
+    if let Some((count, title, id)) = &f.after {
+        q.and(
+            " AND (usage_count < ? OR (usage_count = ? AND (title > ? OR (title = ? AND entry_id > ?))))",
+            vec![
+                (*count).into(),
+                (*count).into(),
+                title.into(),
+                title.into(),
+                (*id).into(),
+            ],
+        );
+    }
+    let limit = f.limit.clamp(1, 200);
     q.and(
         " ORDER BY usage_count DESC, title, entry_id LIMIT ?",
-        vec![(f.limit.clamp(1, 200) as i64).into()],
+        vec![(limit as i64 + 1).into()],
     );
     let rows = db.fetch_all(&q.sql, &q.args).await?;
     rows.iter()
@@ -671,5 +718,6 @@ pub async fn search_knowledge(db: &Db, f: &KnowledgeFilter) -> Result<Vec<Knowle
             })
         })
         .collect::<Result<_, sqlx::Error>>()
+        .map(|rows| Slice::of(rows, limit))
         .map_err(ProjectionError::from)
 }
