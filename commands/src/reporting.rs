@@ -20,9 +20,11 @@ use medledger_domain::reporting::knowledge::{
     EntryScope, EntrySpec, KnowledgeEntry, KnowledgeEntryCommand, KnowledgeEntryDecider,
 };
 use medledger_domain::reporting::report::{
-    is_uid, Report, ReportCommand, ReportContent, ReportDecider, ReportEvent, ReportState,
+    is_uid, Report, ReportCommand, ReportContent, ReportDecider, ReportEvent, ReportState, ReportStatus,
 };
-use medledger_domain::reporting::settings::{ReportingSettings, ReportingSettingsCommand, ReportingSettingsDecider};
+use medledger_domain::reporting::settings::{
+    PriorSharing, ReportingSettings, ReportingSettingsCommand, ReportingSettingsDecider,
+};
 use medledger_domain::reporting::template::{
     PatientItem, PrintedSection, ReportTemplate, ReportTemplateCommand, ReportTemplateDecider, TemplateSpec,
 };
@@ -398,6 +400,54 @@ async fn report_events(app: &App, id: Uuid) -> Result<Vec<(RecordedEvent, Report
             Ok((r, e))
         })
         .collect()
+}
+
+/// The text of a final report another hospital of the caller's alliance shows
+/// as a prior (对比): what the priors of a report carry for studies outside its
+/// hospital, since those reports cannot be opened by id.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct SharedReport {
+    pub report_id: Uuid,
+    pub findings: String,
+    pub impression: String,
+    pub recommendations: String,
+    pub critical: bool,
+    pub fields: BTreeMap<String, String>,
+    pub reviewed_at: Option<DateTime<Utc>>,
+}
+
+/// A final report of another hospital of `p`'s alliance, if that hospital
+/// shares its studies and reports as priors ([`PriorSharing::StudiesAndReports`]);
+/// `None` for anything else (not final, not shared, the caller's own hospital,
+/// another alliance). Decided from the report's and the hospital's streams, so
+/// a withdrawn grant takes effect at once. Which studies are the same
+/// patient's is the priors query's (the read model's) answer; this is called
+/// for those only.
+pub async fn shared_prior_report(app: &App, p: &Principal, report_id: Uuid) -> Result<Option<SharedReport>, Error> {
+    authorize(p, Action::ViewReports, &p.tenant)?;
+    let (state, _) = app.load::<ReportDecider>(&report_stream(report_id)).await?;
+    let Some(r) = state.report.filter(|r| r.status == ReportStatus::Final) else {
+        return Ok(None);
+    };
+    let hospital = r.study.hospital_id;
+    if Some(hospital) == p.tenant.hospital_id
+        || hospital_tenant(app, hospital).await?.alliance_id != p.tenant.alliance_id
+    {
+        return Ok(None);
+    }
+    let (settings, _) = app.load::<ReportingSettingsDecider>(&settings_stream(hospital)).await?;
+    if settings.prior_sharing != PriorSharing::StudiesAndReports {
+        return Ok(None);
+    }
+    Ok(Some(SharedReport {
+        report_id,
+        findings: r.content.findings,
+        impression: r.content.impression,
+        recommendations: r.content.recommendations,
+        critical: r.content.critical,
+        fields: r.content.fields,
+        reviewed_at: r.reviewed_at,
+    }))
 }
 
 /// One step of a report's history.
@@ -798,22 +848,28 @@ pub async fn reporting_settings(app: &App, p: &Principal) -> Result<ReportingSet
         .0)
 }
 
-/// Hospital administrator: may preliminary authors review their own reports?
+/// Hospital administrator: change the hospital's reporting settings (may
+/// preliminary authors review their own reports? what may the alliance see of
+/// its studies as priors?). `None` keeps a setting.
 pub async fn change_reporting_settings(
     app: &App,
     p: &Principal,
-    allow_self_review: bool,
+    allow_self_review: Option<bool>,
+    prior_sharing: Option<PriorSharing>,
     metadata: &Metadata,
 ) -> Result<u64, Error> {
     let hospital_id = own_hospital(p)?;
     let tenant = hospital_tenant(app, hospital_id).await?;
     authorize(p, Action::ManageTemplates, &tenant)?;
+    let alliance_id = tenant.alliance_id.ok_or_else(not_found)?;
     let r = app
         .execute::<ReportingSettingsDecider>(
             &settings_stream(hospital_id),
             ReportingSettingsCommand::Change {
                 hospital_id,
+                alliance_id,
                 allow_self_review,
+                prior_sharing,
             },
             &with_tenant(metadata, tenant),
             vec![],

@@ -10,15 +10,15 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use medledger_commands::authorization::{authorize, Action};
-use medledger_commands::reporting::{self as rep, FieldDiff, HistoryEntry, PrintDocument, ReportOutcome};
+use medledger_commands::reporting::{self as rep, FieldDiff, HistoryEntry, PrintDocument, ReportOutcome, SharedReport};
 use medledger_domain::reporting::knowledge::EntrySpec;
 use medledger_domain::reporting::report::{Report, ReportContent};
-use medledger_domain::reporting::settings::ReportingSettings;
+use medledger_domain::reporting::settings::{PriorSharing, ReportingSettings};
 use medledger_domain::reporting::template::{ReportTemplate, TemplateSpec};
-use medledger_projections::read_models::accounts;
 use medledger_projections::read_models::reports::{
     self as rm, KnowledgeFilter, KnowledgeRow, PriorStudy, ReportFilter, ReportPage, ReportView, TemplateRow,
 };
+use medledger_projections::read_models::{accounts, worklist};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -547,21 +547,66 @@ pub async fn insert_phrase(
     .await
 }
 
-/// The patient's studies in this hospital with their reports (compare 对比).
+/// A prior study and, for a study another hospital of the alliance shares with
+/// its reports, the text of its final report (those reports cannot be opened by id).
+#[derive(Serialize, ToSchema)]
+pub struct Prior {
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub study: PriorStudy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub shared_report: Option<SharedReport>,
+}
+
+/// The patient's studies with their reports (compare 对比): in this hospital, and in the
+/// other hospitals of the alliance that share their studies as priors (same Patient ID and
+/// birth date). Each names its hospital; other hospitals' reports only when final and shared.
 #[utoipa::path(get, path = "/api/v1/reports/{id}/priors", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 200, body = Vec<Object>), (status = 404, body = Problem)))]
+    responses((status = 200, body = Vec<Prior>), (status = 404, body = Problem)))]
 pub async fn priors(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
     min: MinPosition,
     ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<Vec<PriorStudy>>, ApiError> {
+) -> Result<Json<Vec<Prior>>, ApiError> {
     let report = rep::get_report(&state.app, &p, id, None).await?;
     let Some(subject) = report.patient_subject else {
         return Ok(Json(vec![]));
     };
     min.wait(&state, rm::NAME).await?;
-    let all = rm::priors(&state.app.store.db(), report.study.hospital_id, subject).await?;
+    min.wait(&state, worklist::NAME).await?;
+    let db = state.app.store.db();
+    let hospital_id = report.study.hospital_id;
+    let mut all: Vec<Prior> = rm::priors(&db, hospital_id, subject)
+        .await?
+        .into_iter()
+        .map(|study| Prior {
+            study,
+            shared_report: None,
+        })
+        .collect();
+    // The alliance match needs the patient's identifier and birth date: the worklist's
+    // decrypted copies of this study's (gone once the patient is forgotten).
+    let row = worklist::get_study(&db, hospital_id, &report.study.study_instance_uid).await?;
+    let who = match (p.tenant.alliance_id, row) {
+        (Some(alliance_id), Some((row, Some(birth_date)))) => row.patient_id.map(|patient_id| rm::AlliancePatient {
+            alliance_id,
+            hospital_id,
+            patient_id,
+            birth_date,
+        }),
+        _ => None,
+    };
+    if let Some(who) = who {
+        for study in rm::alliance_priors(&db, &who).await? {
+            let shared_report = match study.report_id {
+                Some(r) => rep::shared_prior_report(&state.app, &p, r).await?,
+                None => None,
+            };
+            all.push(Prior { study, shared_report });
+        }
+    }
     Ok(Json(all))
 }
 
@@ -823,12 +868,16 @@ pub async fn get_settings(
 #[serde(deny_unknown_fields)]
 pub struct SettingsBody {
     /// May the preliminary author review their own report? (default false)
-    pub allow_self_review: bool,
+    pub allow_self_review: Option<bool>,
+    /// What the other hospitals of the alliance may see of this hospital's studies as a
+    /// patient's priors: `none` (default), `studies`, `studies_and_reports` (final reports).
+    #[schema(value_type = Option<String>)]
+    pub prior_sharing: Option<PriorSharing>,
 }
 
-/// Hospital administrator: change the reporting settings.
+/// Hospital administrator: change the reporting settings (the ones given; the others stay).
 #[utoipa::path(post, path = "/api/v1/report-settings", security(("bearer" = [])), request_body = SettingsBody,
-    responses((status = 200, body = PositionResponse), (status = 403, body = Problem)))]
+    responses((status = 200, body = PositionResponse), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn change_settings(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
@@ -837,6 +886,6 @@ pub async fn change_settings(
 ) -> Result<CommandResponse<PositionResponse>, ApiError> {
     let m = meta.metadata(Some(&p), p.client);
     Ok(done(
-        rep::change_reporting_settings(&state.app, &p, b.allow_self_review, &m).await?,
+        rep::change_reporting_settings(&state.app, &p, b.allow_self_review, b.prior_sharing, &m).await?,
     ))
 }

@@ -1,6 +1,7 @@
 //! Reporting read models: the report list (per hospital and per user: my
-//! drafts, waiting for my review, reviewed by me), report templates, and the
-//! knowledge base with usage counts. The report's content and history are
+//! drafts, waiting for my review, reviewed by me), report templates, the
+//! knowledge base with usage counts, and what each hospital shares with its
+//! alliance as priors (with the prior queries over the worklist). The report's content and history are
 //! not copied here: they are folded from the report's own stream on demand.
 //!
 //! Also [`worklist_status`]: how report events move a study's status in the
@@ -14,6 +15,7 @@ use medledger_commands::db::{Arg, Db, DbRow, DbTx};
 use medledger_commands::store::RecordedEvent;
 use medledger_domain::reporting::knowledge::{EntryScope, KnowledgeEntryEvent};
 use medledger_domain::reporting::report::ReportEvent;
+use medledger_domain::reporting::settings::{PriorSharing, ReportingSettingsEvent};
 use medledger_domain::reporting::template::{ReportTemplateEvent, TemplateSpec};
 use serde::Serialize;
 use uuid::Uuid;
@@ -45,6 +47,7 @@ const REPORT_EVENTS: &[&str] = &[
     "KnowledgeEntryCreated",
     "KnowledgeEntryUpdated",
     "KnowledgeEntryRetired",
+    "PriorSharingChanged",
 ];
 
 /// The worklist status and print time a report event gives its study:
@@ -80,13 +83,14 @@ impl Projection for Reports {
         REPORT_EVENTS
     }
     fn tables(&self) -> &'static [&'static str] {
-        &["rm_reports", "rm_report_templates", "rm_knowledge"]
+        &["rm_reports", "rm_report_templates", "rm_knowledge", "rm_prior_sharing"]
     }
 
     async fn apply(&self, tx: &mut DbTx, e: &RecordedEvent) -> Result<(), ProjectionError> {
         match e.event_type.as_str() {
             t if t.starts_with("ReportTemplate") => apply_template(tx, decode(e)?, e.recorded_at).await,
             t if t.starts_with("KnowledgeEntry") => apply_entry(tx, decode(e)?, e.recorded_at).await,
+            "PriorSharingChanged" => apply_sharing(tx, decode(e)?, e.recorded_at).await,
             _ => {
                 let event: ReportEvent = decode(e)?;
                 if let ReportEvent::KnowledgePhraseInserted { entry_id, .. } = &event {
@@ -296,6 +300,31 @@ async fn apply_entry(tx: &mut DbTx, e: KnowledgeEntryEvent, at: DateTime<Utc>) -
     Ok(())
 }
 
+/// What each hospital lets its alliance see of its studies as priors.
+async fn apply_sharing(tx: &mut DbTx, e: ReportingSettingsEvent, at: DateTime<Utc>) -> Result<(), ProjectionError> {
+    if let ReportingSettingsEvent::PriorSharingChanged {
+        hospital_id,
+        alliance_id,
+        sharing,
+        ..
+    } = e
+    {
+        let sharing = match sharing {
+            PriorSharing::None => "none",
+            PriorSharing::Studies => "studies",
+            PriorSharing::StudiesAndReports => "studies_and_reports",
+        };
+        tx.execute(
+            "INSERT INTO rm_prior_sharing (hospital_id, alliance_id, sharing, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (hospital_id) DO UPDATE SET alliance_id = excluded.alliance_id, sharing = excluded.sharing, \
+             updated_at = excluded.updated_at",
+            &args![hospital_id, alliance_id, sharing, at],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Usage counts follow insertions into reports.
 async fn count_usage(tx: &mut DbTx, entry_id: Uuid) -> Result<(), ProjectionError> {
     tx.execute(
@@ -487,9 +516,15 @@ pub async fn list(db: &Db, f: &ReportFilter) -> Result<ReportPage, ProjectionErr
     Ok(ReportPage { items, next_cursor })
 }
 
-/// A study of the patient, with its report if there is one.
+/// A study of the patient, with its report if there is one and the caller may see it.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct PriorStudy {
+    /// The hospital the study was done in.
+    pub hospital_id: Uuid,
+    pub hospital_name: Option<String>,
+    /// The study is the report's own hospital's (`false`: another hospital of
+    /// the alliance shares it).
+    pub own_hospital: bool,
     pub study_instance_uid: String,
     pub study_date: Option<String>,
     pub modalities: Vec<String>,
@@ -500,34 +535,94 @@ pub struct PriorStudy {
     pub reviewed_at: Option<DateTime<Utc>>,
 }
 
-/// The patient's studies in the hospital (newest first), with their reports.
+const PRIOR_COLUMNS: &str = "w.hospital_id, h.name, w.study_instance_uid, w.study_date, w.modalities, w.body_part, \
+     w.study_description, r.report_id, r.status, r.reviewed_at";
+
+fn prior_row(r: &DbRow, own_hospital: bool) -> Result<PriorStudy, sqlx::Error> {
+    let modalities: String = r.get(4)?;
+    Ok(PriorStudy {
+        hospital_id: uuid_at(r, 0)?,
+        hospital_name: r.get(1)?,
+        own_hospital,
+        study_instance_uid: r.get(2)?,
+        study_date: r.get(3)?,
+        modalities: modalities
+            .split(',')
+            .filter(|m| !m.is_empty())
+            .map(String::from)
+            .collect(),
+        body_part: r.get(5)?,
+        study_description: r.get(6)?,
+        report_id: opt_uuid_at(r, 7)?,
+        report_status: r.get(8)?,
+        reviewed_at: r.opt_time(9)?,
+    })
+}
+
+/// The patient's studies in the hospital (newest first, soft-deleted ones
+/// left out), with their reports.
 pub async fn priors(db: &Db, hospital_id: Uuid, patient_subject: Uuid) -> Result<Vec<PriorStudy>, ProjectionError> {
     let rows = db
         .fetch_all(
-            "SELECT w.study_instance_uid, w.study_date, w.modalities, w.body_part, w.study_description, \
-             r.report_id, r.status, r.reviewed_at FROM rm_worklist w LEFT JOIN rm_reports r \
-             ON r.hospital_id = w.hospital_id AND r.study_instance_uid = w.study_instance_uid \
-             WHERE w.hospital_id = $1 AND w.patient_subject = $2 ORDER BY w.study_datetime DESC LIMIT 200",
+            &format!(
+                "SELECT {PRIOR_COLUMNS} FROM rm_worklist w LEFT JOIN rm_hospitals h ON h.hospital_id = w.hospital_id \
+                 LEFT JOIN rm_reports r ON r.hospital_id = w.hospital_id AND r.study_instance_uid = w.study_instance_uid \
+                 WHERE w.hospital_id = $1 AND w.patient_subject = $2 AND w.deleted = FALSE \
+                 ORDER BY w.study_datetime DESC LIMIT 200"
+            ),
             &args![hospital_id, patient_subject],
         )
         .await?;
     rows.iter()
+        .map(|r| prior_row(r, true))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(ProjectionError::from)
+}
+
+/// Who the alliance match looks for: the patient's identifier and birth date as
+/// the report's own study recorded them (decrypted, never stored by reporting).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlliancePatient {
+    pub alliance_id: Uuid,
+    /// The report's hospital: its own studies are listed by [`priors`].
+    pub hospital_id: Uuid,
+    pub patient_id: String,
+    /// `YYYYMMDD`.
+    pub birth_date: String,
+}
+
+/// The same patient's studies in the other hospitals of the alliance that share
+/// their studies as priors (newest first). The match is exact on Patient ID and
+/// birth date, read from the worklist's decrypted copies — which forgetting a
+/// patient erases, so a forgotten patient is matched by nobody. A hospital that
+/// shares studies only (not reports) is listed without its reports; only final
+/// reports are ever named.
+pub async fn alliance_priors(db: &Db, who: &AlliancePatient) -> Result<Vec<PriorStudy>, ProjectionError> {
+    let rows = db
+        .fetch_all(
+            &format!(
+                "SELECT {PRIOR_COLUMNS}, s.sharing FROM rm_prior_sharing s \
+                 JOIN rm_worklist w ON w.hospital_id = s.hospital_id AND w.alliance_id = s.alliance_id \
+                 LEFT JOIN rm_hospitals h ON h.hospital_id = w.hospital_id \
+                 LEFT JOIN rm_reports r ON r.hospital_id = w.hospital_id AND r.study_instance_uid = w.study_instance_uid \
+                 AND r.status = 'final' \
+                 WHERE s.alliance_id = $1 AND s.sharing <> 'none' AND s.hospital_id <> $2 \
+                 AND w.patient_id = $3 AND w.patient_birth_date = $4 AND w.patient_erased = FALSE AND w.deleted = FALSE \
+                 ORDER BY w.study_datetime DESC LIMIT 200"
+            ),
+            &args![who.alliance_id, who.hospital_id, who.patient_id.clone(), who.birth_date.clone()],
+        )
+        .await?;
+    rows.iter()
         .map(|r| {
-            let modalities: String = r.get(2)?;
-            Ok(PriorStudy {
-                study_instance_uid: r.get(0)?,
-                study_date: r.get(1)?,
-                modalities: modalities
-                    .split(',')
-                    .filter(|m| !m.is_empty())
-                    .map(String::from)
-                    .collect(),
-                body_part: r.get(3)?,
-                study_description: r.get(4)?,
-                report_id: opt_uuid_at(r, 5)?,
-                report_status: r.get(6)?,
-                reviewed_at: r.opt_time(7)?,
-            })
+            let mut prior = prior_row(r, false)?;
+            let sharing: String = r.get(10)?;
+            if sharing != "studies_and_reports" {
+                prior.report_id = None;
+                prior.report_status = None;
+                prior.reviewed_at = None;
+            }
+            Ok(prior)
         })
         .collect::<Result<_, sqlx::Error>>()
         .map_err(ProjectionError::from)
