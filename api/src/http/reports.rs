@@ -599,11 +599,15 @@ pub async fn priors(
         _ => None,
     };
     if let Some(who) = who {
-        for study in rm::alliance_priors(&db, &who).await? {
+        for mut study in rm::alliance_priors(&db, &who).await? {
             let shared_report = match study.report_id {
                 Some(r) => rep::shared_prior_report(&state.app, &p, r).await?,
                 None => None,
             };
+            // The streams have the last word: a report they do not share is not named.
+            if shared_report.is_none() {
+                (study.report_id, study.report_status, study.reviewed_at) = (None, None, None);
+            }
             all.push(Prior { study, shared_report });
         }
     }
