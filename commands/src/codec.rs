@@ -133,6 +133,41 @@ mod catalog_tests {
         }
         assert_eq!(context_of("HospitalRegistered"), "organization");
     }
+
+    #[test]
+    fn a_template_of_schema_1_keeps_printing_the_hospital_name() {
+        let mut e = RecordedEvent {
+            global_position: 1,
+            event_id: Uuid::nil(),
+            stream_id: "report-template-1".into(),
+            stream_version: 1,
+            event_type: "ReportTemplateCreated".into(),
+            schema_version: 1,
+            payload: serde_json::json!({"type": "ReportTemplateCreated", "template_id": Uuid::nil(),
+                "hospital_id": Uuid::nil(), "spec": {"name": "胸部CT", "study_type": {},
+                "layout": {"title": "", "header": "", "body": "", "footer": "", "show_hospital_name": false,
+                           "show_logo": false, "patient_block": true, "signature_block": false}}}),
+            metadata: serde_json::json!({}),
+            recorded_at: chrono::Utc::now(),
+            hash: String::new(),
+        };
+        Upcasters::platform().upcast(&mut e).unwrap();
+        assert_eq!(e.schema_version, 2);
+        let event: medledger_domain::reporting::template::ReportTemplateEvent = decode(&e).unwrap();
+        let medledger_domain::reporting::template::ReportTemplateEvent::ReportTemplateCreated { spec, .. } = event
+        else {
+            panic!("created");
+        };
+        assert!(spec.layout.show_hospital_name, "schema 1 always printed the name");
+        assert!(
+            !spec.layout.show_logo && !spec.layout.signature_block,
+            "what schema 1 honoured stays"
+        );
+        assert!(
+            spec.layout.show_qr_code && spec.layout.sections.is_empty(),
+            "new parts: the standard"
+        );
+    }
 }
 
 /// Current schema versions and the steps that lift old payloads to them.
@@ -147,11 +182,23 @@ impl Upcasters {
         Self::default()
     }
 
-    /// Every event type MedLedger knows, at its current version.
+    /// Every event type MedLedger knows, at its current version, with the steps
+    /// that lift older payloads.
     pub fn platform() -> Self {
         let mut u = Self::new();
         for info in catalog() {
             u.current.insert(info.event_type.to_string(), info.schema_version);
+        }
+        // Report templates, 1 → 2: printing did not honour `show_hospital_name` (the name
+        // was always printed, and the flag defaulted to false); now it does, so a template
+        // written then keeps printing the name.
+        for t in ["ReportTemplateCreated", "ReportTemplateUpdated"] {
+            u.add_step(t, 1, |mut v| {
+                if let Some(layout) = v.pointer_mut("/spec/layout").and_then(Value::as_object_mut) {
+                    layout.insert("show_hospital_name".into(), Value::Bool(true));
+                }
+                v
+            });
         }
         u
     }

@@ -20,11 +20,13 @@ use medledger_domain::reporting::knowledge::{
     EntryScope, EntrySpec, KnowledgeEntry, KnowledgeEntryCommand, KnowledgeEntryDecider,
 };
 use medledger_domain::reporting::report::{
-    is_uid, Report, ReportCommand, ReportContent, ReportDecider, ReportEvent, ReportState,
+    is_uid, Report, ReportCommand, ReportContent, ReportDecider, ReportEvent, ReportState, ReportStatus,
 };
-use medledger_domain::reporting::settings::{ReportingSettings, ReportingSettingsCommand, ReportingSettingsDecider};
+use medledger_domain::reporting::settings::{
+    PriorSharing, ReportingSettings, ReportingSettingsCommand, ReportingSettingsDecider,
+};
 use medledger_domain::reporting::template::{
-    ReportTemplate, ReportTemplateCommand, ReportTemplateDecider, TemplateSpec,
+    PatientItem, PrintedSection, ReportTemplate, ReportTemplateCommand, ReportTemplateDecider, TemplateSpec,
 };
 use medledger_domain::reporting::StudyRef;
 use medledger_domain::Decider;
@@ -400,6 +402,54 @@ async fn report_events(app: &App, id: Uuid) -> Result<Vec<(RecordedEvent, Report
         .collect()
 }
 
+/// The text of a final report another hospital of the caller's alliance shows
+/// as a prior (对比): what the priors of a report carry for studies outside its
+/// hospital, since those reports cannot be opened by id.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct SharedReport {
+    pub report_id: Uuid,
+    pub findings: String,
+    pub impression: String,
+    pub recommendations: String,
+    pub critical: bool,
+    pub fields: BTreeMap<String, String>,
+    pub reviewed_at: Option<DateTime<Utc>>,
+}
+
+/// A final report of another hospital of `p`'s alliance, if that hospital
+/// shares its studies and reports as priors ([`PriorSharing::StudiesAndReports`]);
+/// `None` for anything else (not final, not shared, the caller's own hospital,
+/// another alliance). Decided from the report's and the hospital's streams, so
+/// a withdrawn grant takes effect at once. Which studies are the same
+/// patient's is the priors query's (the read model's) answer; this is called
+/// for those only.
+pub async fn shared_prior_report(app: &App, p: &Principal, report_id: Uuid) -> Result<Option<SharedReport>, Error> {
+    authorize(p, Action::ViewReports, &p.tenant)?;
+    let (state, _) = app.load::<ReportDecider>(&report_stream(report_id)).await?;
+    let Some(r) = state.report.filter(|r| r.status == ReportStatus::Final) else {
+        return Ok(None);
+    };
+    let hospital = r.study.hospital_id;
+    if Some(hospital) == p.tenant.hospital_id
+        || hospital_tenant(app, hospital).await?.alliance_id != p.tenant.alliance_id
+    {
+        return Ok(None);
+    }
+    let (settings, _) = app.load::<ReportingSettingsDecider>(&settings_stream(hospital)).await?;
+    if settings.prior_sharing != PriorSharing::StudiesAndReports {
+        return Ok(None);
+    }
+    Ok(Some(SharedReport {
+        report_id,
+        findings: r.content.findings,
+        impression: r.content.impression,
+        recommendations: r.content.recommendations,
+        critical: r.content.critical,
+        fields: r.content.fields,
+        reviewed_at: r.reviewed_at,
+    }))
+}
+
 /// One step of a report's history.
 #[derive(Clone, Debug, Serialize)]
 pub struct HistoryEntry {
@@ -536,67 +586,63 @@ pub async fn diff_reports(app: &App, p: &Principal, before: Uuid, after: Uuid) -
 }
 
 /// What the PDF renderer receives: everything printed on the page, laid
-/// out by the template. Producing the PDF bytes from it is the printing
-/// crate's job; this is the seam.
+/// out by the report's template (or the standard layout). Producing the PDF
+/// bytes from it is the printing crate's job; this is the seam.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct PrintDocument {
     pub report_id: Uuid,
     pub study: StudyRef,
     pub version: u64,
+    pub template_id: Option<Uuid>,
     pub title: String,
     pub header: String,
-    pub body: String,
     pub footer: String,
     pub show_hospital_name: bool,
     pub show_logo: bool,
     pub patient_block: bool,
+    /// The patient-block entries in order (empty: the standard set).
+    pub patient_fields: Vec<PatientItem>,
+    /// The body in print order: the template's lead text, structured fields,
+    /// findings, impression, … with their headings; blank sections left out.
+    pub sections: Vec<PrintedSection>,
     pub signature_block: bool,
-    /// Labelled sections in print order (structured fields, findings, impression, …).
-    pub sections: Vec<(String, String)>,
+    pub preliminary_signature_label: String,
+    pub review_signature_label: String,
+    pub show_qr_code: bool,
     pub critical: bool,
     pub preliminary_by: Option<Uuid>,
     pub reviewed_by: Option<Uuid>,
     pub reviewed_at: Option<DateTime<Utc>>,
 }
 
-/// Lay a report out for printing with its template (or a plain layout).
+/// Lay a report out for printing with its template (or the standard layout).
 pub fn print_document(report: &Report, template: Option<&ReportTemplate>) -> PrintDocument {
     let layout = template.map(|t| t.spec.layout.clone()).unwrap_or_default();
-    let mut sections = Vec::new();
-    if let Some(t) = template {
-        for f in &t.spec.fields {
-            if let Some(v) = report.content.fields.get(&f.key) {
-                sections.push((f.label.clone(), v.clone()));
-            }
+    let fields = template.map(|t| t.spec.fields.as_slice()).unwrap_or_default();
+    let or = |s: &str, standard: &str| {
+        if s.trim().is_empty() {
+            standard.to_string()
+        } else {
+            s.trim().to_string()
         }
-    }
-    for (k, v) in &report.content.fields {
-        if !template.is_some_and(|t| t.spec.fields.iter().any(|f| &f.key == k)) {
-            sections.push((k.clone(), v.clone()));
-        }
-    }
-    sections.push(("影像所见".to_string(), report.content.findings.clone()));
-    sections.push(("诊断意见".to_string(), report.content.impression.clone()));
-    if !report.content.recommendations.is_empty() {
-        sections.push(("建议".to_string(), report.content.recommendations.clone()));
-    }
+    };
     PrintDocument {
         report_id: report.id,
         study: report.study.clone(),
         version: report.version,
-        title: if layout.title.is_empty() {
-            "诊断报告".to_string()
-        } else {
-            layout.title
-        },
+        template_id: template.map(|t| t.id),
+        title: or(&layout.title, "医学影像诊断报告"),
+        sections: layout.arrange(fields, &report.content),
+        preliminary_signature_label: or(&layout.preliminary_signature_label, "报告医生"),
+        review_signature_label: or(&layout.review_signature_label, "审核医生"),
         header: layout.header,
-        body: layout.body,
         footer: layout.footer,
         show_hospital_name: layout.show_hospital_name,
         show_logo: layout.show_logo,
         patient_block: layout.patient_block,
+        patient_fields: layout.patient_fields,
         signature_block: layout.signature_block,
-        sections,
+        show_qr_code: layout.show_qr_code,
         critical: report.content.critical,
         preliminary_by: report.preliminary_by,
         reviewed_by: report.reviewed_by,
@@ -802,22 +848,28 @@ pub async fn reporting_settings(app: &App, p: &Principal) -> Result<ReportingSet
         .0)
 }
 
-/// Hospital administrator: may preliminary authors review their own reports?
+/// Hospital administrator: change the hospital's reporting settings (may
+/// preliminary authors review their own reports? what may the alliance see of
+/// its studies as priors?). `None` keeps a setting.
 pub async fn change_reporting_settings(
     app: &App,
     p: &Principal,
-    allow_self_review: bool,
+    allow_self_review: Option<bool>,
+    prior_sharing: Option<PriorSharing>,
     metadata: &Metadata,
 ) -> Result<u64, Error> {
     let hospital_id = own_hospital(p)?;
     let tenant = hospital_tenant(app, hospital_id).await?;
     authorize(p, Action::ManageTemplates, &tenant)?;
+    let alliance_id = tenant.alliance_id.ok_or_else(not_found)?;
     let r = app
         .execute::<ReportingSettingsDecider>(
             &settings_stream(hospital_id),
             ReportingSettingsCommand::Change {
                 hospital_id,
+                alliance_id,
                 allow_self_review,
+                prior_sharing,
             },
             &with_tenant(metadata, tenant),
             vec![],

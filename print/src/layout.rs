@@ -3,7 +3,7 @@
 //! (`第 i 页 / 共 N 页`) are rendered.
 
 use crate::font::LoadedFont;
-use crate::model::ReportDocument;
+use crate::model::{PatientField, ReportDocument, SectionContent};
 use crate::wrap::{ellipsize, wrap};
 
 pub(crate) type Rgb = (u8, u8, u8);
@@ -201,14 +201,23 @@ impl<'a> Layouter<'a> {
             x += w + 12.0;
         }
         let max = PAGE_W - MARGIN_X - x;
-        let name = self.ellipsize(&d.hospital_name, 17.0, max);
-        match d.layout.header_text.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-            Some(sub) => {
+        let name = Some(d.hospital_name.trim())
+            .filter(|n| d.layout.show_hospital_name && !n.is_empty())
+            .map(|n| self.ellipsize(n, 17.0, max));
+        let sub = d.layout.header_text.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        match (name, sub) {
+            (Some(name), Some(sub)) => {
                 self.text(x, TOP + 19.0, 17.0, true, NAVY, name);
                 let sub = self.ellipsize(sub, 9.5, max);
                 self.text(x, TOP + 36.0, 9.5, false, MUTED, sub);
             }
-            None => self.text(x, TOP + 27.0, 17.0, true, NAVY, name),
+            (Some(name), None) => self.text(x, TOP + 27.0, 17.0, true, NAVY, name),
+            // Without the hospital name the header line takes its place, a size smaller.
+            (None, Some(sub)) => {
+                let sub = self.ellipsize(sub, 13.0, max);
+                self.text(x, TOP + 26.0, 13.0, true, NAVY, sub);
+            }
+            (None, None) => {}
         }
         let y = TOP + HEADER_H;
         self.line(MARGIN_X, y, PAGE_W - MARGIN_X, y, NAVY, 1.4);
@@ -230,18 +239,12 @@ impl<'a> Layouter<'a> {
         if o.show_patient_block {
             self.patient_grid();
         }
-        let l = &o.labels;
-        if o.show_findings {
-            self.section(&l.findings, &d.findings, false);
-        }
-        if o.show_impression {
-            self.section(&l.impression, &d.impression, d.critical);
-        }
-        if o.show_recommendations {
-            self.section(&l.recommendations, &d.recommendations, false);
-        }
-        if o.show_key_images && !self.images.key_images.is_empty() {
-            self.key_images();
+        for s in &d.sections {
+            match &s.content {
+                SectionContent::Text(text) => self.section(&s.heading, text, s.alert),
+                SectionContent::KeyImages if !self.images.key_images.is_empty() => self.key_images(&s.heading),
+                SectionContent::KeyImages => {}
+            }
         }
         self.signatures_and_qr();
         self.pages
@@ -277,18 +280,27 @@ impl<'a> Layouter<'a> {
                 v.trim().to_string()
             }
         };
-        let mut fields: Vec<(String, String)> = vec![
-            (l.name.clone(), dash(&p.name)),
-            (l.sex.clone(), dash(&p.sex)),
-            (l.age.clone(), dash(&p.age)),
-            (l.patient_id.clone(), dash(&p.patient_id)),
-            (l.accession_number.clone(), dash(&p.accession_number)),
-            (l.study_date.clone(), dash(&p.study_date)),
-            (l.modality.clone(), dash(&p.modality)),
-            (l.body_part.clone(), dash(&p.body_part)),
-            (l.department.clone(), dash(&p.department)),
-            (l.referring_physician.clone(), dash(&p.referring_physician)),
-        ];
+        let chosen: &[PatientField] = if d.layout.patient_fields.is_empty() {
+            &PatientField::STANDARD
+        } else {
+            &d.layout.patient_fields
+        };
+        let mut fields: Vec<(String, String)> = chosen
+            .iter()
+            .map(|f| match f {
+                PatientField::Name => (l.name.clone(), dash(&p.name)),
+                PatientField::Sex => (l.sex.clone(), dash(&p.sex)),
+                PatientField::Age => (l.age.clone(), dash(&p.age)),
+                PatientField::PatientId => (l.patient_id.clone(), dash(&p.patient_id)),
+                PatientField::AccessionNumber => (l.accession_number.clone(), dash(&p.accession_number)),
+                PatientField::StudyDate => (l.study_date.clone(), dash(&p.study_date)),
+                PatientField::Modality => (l.modality.clone(), dash(&p.modality)),
+                PatientField::BodyPart => (l.body_part.clone(), dash(&p.body_part)),
+                PatientField::ExamItem => (l.exam_item.clone(), dash(&p.exam_item)),
+                PatientField::Department => (l.department.clone(), dash(&p.department)),
+                PatientField::ReferringPhysician => (l.referring_physician.clone(), dash(&p.referring_physician)),
+            })
+            .collect();
         fields.extend(
             p.extra
                 .iter()
@@ -368,8 +380,9 @@ impl<'a> Layouter<'a> {
         self.y += 29.0;
     }
 
-    /// A titled block of wrapped text; blank text omits the whole section. Each `\n`
-    /// starts a paragraph, set off by a small gap; blank lines give a larger one.
+    /// A titled block of wrapped text; blank text omits the whole section, an empty
+    /// title prints the text alone. Each `\n` starts a paragraph, set off by a small gap;
+    /// blank lines give a larger one.
     fn section(&mut self, label: &str, body: &str, alert: bool) {
         if body.trim().is_empty() {
             return;
@@ -389,8 +402,11 @@ impl<'a> Layouter<'a> {
             .collect();
         // Keep the heading with at least two lines of its text.
         let first_lines = paragraphs.iter().flatten().take(2).count();
-        self.ensure(29.0 + BODY_LEADING * first_lines as f32);
-        self.section_heading(label, alert);
+        let heading = !label.trim().is_empty();
+        self.ensure(if heading { 29.0 } else { 0.0 } + BODY_LEADING * first_lines as f32);
+        if heading {
+            self.section_heading(label.trim(), alert);
+        }
         for (i, lines) in paragraphs.iter().enumerate() {
             if i > 0 {
                 self.y += if lines.is_empty() {
@@ -423,7 +439,7 @@ impl<'a> Layouter<'a> {
         self.y += 12.0;
     }
 
-    fn key_images(&mut self) {
+    fn key_images(&mut self, heading: &str) {
         const COLS: usize = 3;
         const GAP: f32 = 12.0;
         const BOX_H: f32 = 120.0;
@@ -459,7 +475,9 @@ impl<'a> Layouter<'a> {
                 + 10.0;
             if first {
                 self.ensure(29.0 + row_h);
-                self.section_heading(&d.layout.labels.key_images, false);
+                if !heading.trim().is_empty() {
+                    self.section_heading(heading.trim(), false);
+                }
                 first = false;
             } else {
                 self.ensure(row_h);

@@ -6,18 +6,21 @@
 //! ## Layout (A4, 595 × 842 pt, 48 pt side margins)
 //!
 //! * **Header, every page:** hospital logo (scaled to 42 pt high), hospital name and the
-//!   template's header line, over a double navy rule. Pages 2… repeat the patient's name,
-//!   patient ID and accession number with `（续）` so loose pages can be matched.
+//!   template's header line (each can be switched off), over a double navy rule. Pages 2…
+//!   repeat the patient's name, patient ID and accession number with `（续）` so loose
+//!   pages can be matched.
 //! * **Title** centred, with a red `危急值` badge for critical results.
-//! * **Patient block:** a ruled grid, three label/value pairs per row; long values wrap
-//!   and the row grows; the last cell of a short row spans the rest of the row.
-//! * **Sections** 影像所见 / 诊断意见 / 建议: tinted heading bar, 10.5 pt body on a
-//!   17.5 pt leading. Text is wrapped by `wrap.rs` (breaks between CJK
+//! * **Patient block:** a ruled grid, three label/value pairs per row, the entries and
+//!   their order chosen by the template ([`LayoutOptions::patient_fields`]); long values
+//!   wrap and the row grows; the last cell of a short row spans the rest of the row.
+//! * **Sections** in the order of [`ReportDocument::sections`] (the template's: 影像所见,
+//!   诊断意见, 建议, structured fields, …): bold heading on a tinted bar (red for an
+//!   alert), 10.5 pt body on a 17.5 pt leading; a section without a heading is plain text. Text is wrapped by `wrap.rs` (breaks between CJK
 //!   characters and at spaces, keeps Latin words whole, basic 禁则 for punctuation) and
 //!   flows onto new pages line by line; a heading is never left alone at a page bottom.
 //!   A blank section is omitted entirely (heading included), as is any block switched
 //!   off in [`LayoutOptions`].
-//! * **Key images:** three-column grid, each image fitted into a black 120 pt box with
+//! * **Key images** where their section stands: three-column grid, each image fitted into a black 120 pt box with
 //!   its caption (max. three lines) below; rows move to the next page as a whole.
 //! * **Signatures** (role, name, time; two per row) with the **verification QR code** on
 //!   the right, drawn as vector rectangles from the `qrcode` matrix (sharp at any zoom,
@@ -72,7 +75,9 @@ use krilla::text::TextDirection;
 use krilla::Document;
 
 pub use font::{FontConfig, CJK_FONT_ENV, DEFAULT_CJK_FONTS, DEFAULT_FALLBACK_FONTS};
-pub use model::{KeyImage, Labels, LayoutOptions, PatientBlock, ReportDocument, Signature};
+pub use model::{
+    KeyImage, Labels, LayoutOptions, PatientBlock, PatientField, ReportDocument, Section, SectionContent, Signature,
+};
 
 use layout::{ImageSlots, Layouter, Op, Rgb};
 
@@ -134,7 +139,7 @@ pub fn render(doc: &ReportDocument, fonts: &FontConfig) -> Result<RenderedReport
             labels.push("hospital_logo".into());
         }
     }
-    if doc.layout.show_key_images {
+    if doc.sections.iter().any(|s| s.content == SectionContent::KeyImages) {
         for (i, k) in doc.key_images.iter().enumerate() {
             let what = format!("key_images[{i}]");
             let img = decode_image(&k.data, &what)?;

@@ -17,15 +17,16 @@ pub struct ReportDocument {
     pub title: String,
     /// Patient and examination details shown as a grid below the title.
     pub patient: PatientBlock,
-    /// 影像所见. Paragraphs are separated by `\n`. Blank → the section is omitted.
-    pub findings: String,
-    /// 诊断意见. Blank → the section is omitted.
-    pub impression: String,
-    /// 建议. Blank → the section is omitted.
-    pub recommendations: String,
-    /// Critical (危急值) result: a red badge next to the title and a red impression heading.
+    /// The body in print order: text sections (findings, impression, the template's
+    /// structured fields, …) and where the key images go. A text section whose text is
+    /// blank is omitted entirely (heading included); a section with an empty heading is
+    /// printed as plain text (e.g. a template's lead text).
+    pub sections: Vec<Section>,
+    /// Critical (危急值) result: a red badge next to the title. Sections marked
+    /// [`Section::alert`] get a red heading.
     pub critical: bool,
-    /// Key images, laid out in a grid of three columns. Empty → the section is omitted.
+    /// Key images, laid out in a grid of three columns where a [`SectionContent::KeyImages`]
+    /// section stands. Empty → that section is omitted.
     pub key_images: Vec<KeyImage>,
     /// Signatures (报告医生, 审核医生, ...). Empty → the signature row is omitted.
     pub signatures: Vec<Signature>,
@@ -37,6 +38,74 @@ pub struct ReportDocument {
     pub footer_text: String,
     /// Options coming from the report template.
     pub layout: LayoutOptions,
+}
+
+/// One section of the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    /// The heading (e.g. `影像所见`); empty: no heading bar.
+    pub heading: String,
+    pub content: SectionContent,
+    /// Printed as an alert: red heading bar (e.g. the impression of a critical report).
+    pub alert: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SectionContent {
+    /// Paragraphs separated by `\n`.
+    Text(String),
+    /// The document's key images.
+    KeyImages,
+}
+
+impl Section {
+    pub fn text(heading: impl Into<String>, text: impl Into<String>) -> Self {
+        Section {
+            heading: heading.into(),
+            content: SectionContent::Text(text.into()),
+            alert: false,
+        }
+    }
+
+    pub fn key_images(heading: impl Into<String>) -> Self {
+        Section {
+            heading: heading.into(),
+            content: SectionContent::KeyImages,
+            alert: false,
+        }
+    }
+}
+
+/// An entry of the patient block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatientField {
+    Name,
+    Sex,
+    Age,
+    PatientId,
+    AccessionNumber,
+    StudyDate,
+    Modality,
+    BodyPart,
+    ExamItem,
+    Department,
+    ReferringPhysician,
+}
+
+impl PatientField {
+    /// The standard patient block, in order.
+    pub const STANDARD: [PatientField; 10] = [
+        PatientField::Name,
+        PatientField::Sex,
+        PatientField::Age,
+        PatientField::PatientId,
+        PatientField::AccessionNumber,
+        PatientField::StudyDate,
+        PatientField::Modality,
+        PatientField::BodyPart,
+        PatientField::Department,
+        PatientField::ReferringPhysician,
+    ];
 }
 
 /// The patient block. Empty standard fields are printed as `—` so that the grid keeps
@@ -51,6 +120,8 @@ pub struct PatientBlock {
     pub study_date: String,
     pub modality: String,
     pub body_part: String,
+    /// 检查项目 (e.g. the study description `胸部CT平扫`).
+    pub exam_item: String,
     pub department: String,
     pub referring_physician: String,
     /// Additional `(label, value)` pairs appended to the grid (e.g. `床号`).
@@ -83,15 +154,15 @@ pub struct LayoutOptions {
     pub header_text: Option<String>,
     /// Overrides [`ReportDocument::footer_text`] when set.
     pub footer_text: Option<String>,
+    pub show_hospital_name: bool,
     pub show_logo: bool,
     pub show_patient_block: bool,
-    pub show_findings: bool,
-    pub show_impression: bool,
-    pub show_recommendations: bool,
-    pub show_key_images: bool,
+    /// The patient-block entries in order; empty means [`PatientField::STANDARD`]. Labels
+    /// come from [`Labels`].
+    pub patient_fields: Vec<PatientField>,
     pub show_signatures: bool,
     pub show_qr_code: bool,
-    /// Section and field labels.
+    /// Patient-block and fixed labels.
     pub labels: Labels,
 }
 
@@ -101,12 +172,10 @@ impl Default for LayoutOptions {
             title_text: None,
             header_text: None,
             footer_text: None,
+            show_hospital_name: true,
             show_logo: true,
             show_patient_block: true,
-            show_findings: true,
-            show_impression: true,
-            show_recommendations: true,
-            show_key_images: true,
+            patient_fields: Vec::new(),
             show_signatures: true,
             show_qr_code: true,
             labels: Labels::default(),
@@ -114,7 +183,8 @@ impl Default for LayoutOptions {
     }
 }
 
-/// Every fixed string printed on the report, so a template can relabel or translate.
+/// Every fixed string printed on the report, so a template can relabel or translate
+/// (section headings come with the [`Section`]s).
 #[derive(Debug, Clone)]
 pub struct Labels {
     pub name: String,
@@ -125,12 +195,9 @@ pub struct Labels {
     pub study_date: String,
     pub modality: String,
     pub body_part: String,
+    pub exam_item: String,
     pub department: String,
     pub referring_physician: String,
-    pub findings: String,
-    pub impression: String,
-    pub recommendations: String,
-    pub key_images: String,
     pub critical_badge: String,
     pub qr_caption: String,
     /// `{page}` and `{pages}` are replaced.
@@ -152,12 +219,9 @@ impl Default for Labels {
             study_date: "检查日期".into(),
             modality: "检查类型".into(),
             body_part: "检查部位".into(),
+            exam_item: "检查项目".into(),
             department: "申请科室".into(),
             referring_physician: "申请医生".into(),
-            findings: "影像所见".into(),
-            impression: "诊断意见".into(),
-            recommendations: "建议".into(),
-            key_images: "关键图像".into(),
             critical_badge: "危急值".into(),
             qr_caption: "扫码核验报告真伪".into(),
             page_number: "第 {page} 页 / 共 {pages} 页".into(),

@@ -6,7 +6,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 
-use medledger_print::{render, render_pdf, FontConfig, KeyImage, PatientBlock, PrintError, ReportDocument, Signature};
+use medledger_print::{
+    render, render_pdf, FontConfig, KeyImage, PatientBlock, PatientField, PrintError, ReportDocument, Section,
+    Signature,
+};
 
 /// A PNG made in memory: a grey "scan" (radial gradient) or a coloured logo.
 fn png(w: u32, h: u32, logo: bool) -> Vec<u8> {
@@ -47,6 +50,20 @@ fn png(w: u32, h: u32, logo: bool) -> Vec<u8> {
     out
 }
 
+/// 影像所见, 诊断意见, 建议 and the key images, as the API lays out a report without a template.
+fn standard_sections(findings: &str, impression: &str, recommendations: &str) -> Vec<Section> {
+    vec![
+        Section::text("影像所见", findings),
+        Section::text("诊断意见", impression),
+        Section::text("建议", recommendations),
+        Section::key_images("关键图像"),
+    ]
+}
+
+fn set_findings(doc: &mut ReportDocument, findings: String) {
+    doc.sections[0] = Section::text("影像所见", findings);
+}
+
 fn sample() -> ReportDocument {
     ReportDocument {
         hospital_name: "北京协和示范医院".into(),
@@ -61,16 +78,18 @@ fn sample() -> ReportDocument {
             study_date: "2024-05-01".into(),
             modality: "CT".into(),
             body_part: "胸部 Chest".into(),
+            exam_item: "胸部CT平扫".into(),
             department: "呼吸内科".into(),
             referring_physician: "李四".into(),
             extra: vec![("门诊号".into(), "MZ-55120".into())],
         },
-        findings: "胸廓对称，气管居中。右肺上叶尖段见一磨玻璃结节，大小约 8 mm × 6 mm，边界清楚（Lung-RADS 2）。\
-                   双肺门不大，纵隔内未见肿大淋巴结。心影大小形态未见异常，双侧胸腔未见积液。\n\
-                   Incidental finding: small hiatal hernia, no acute abnormality."
-            .into(),
-        impression: "1. 右肺上叶磨玻璃结节，建议随访。\n2. 余胸部CT平扫未见明显异常。".into(),
-        recommendations: "建议 12 个月后低剂量 CT 复查。".into(),
+        sections: standard_sections(
+            "胸廓对称，气管居中。右肺上叶尖段见一磨玻璃结节，大小约 8 mm × 6 mm，边界清楚（Lung-RADS 2）。\
+             双肺门不大，纵隔内未见肿大淋巴结。心影大小形态未见异常，双侧胸腔未见积液。\n\
+             Incidental finding: small hiatal hernia, no acute abnormality.",
+            "1. 右肺上叶磨玻璃结节，建议随访。\n2. 余胸部CT平扫未见明显异常。",
+            "建议 12 个月后低剂量 CT 复查。",
+        ),
         critical: false,
         key_images: vec![
             KeyImage {
@@ -191,11 +210,12 @@ fn chinese_and_latin_text_can_be_extracted() {
 fn long_text_flows_over_several_pages() {
     let mut doc = sample();
     let para = "右肺上叶尖段见一磨玻璃结节，边界清楚，周围未见毛刺及胸膜牵拉征象。The nodule is stable compared with the prior study dated 2023-05-01. ";
-    doc.findings = (1..=40)
+    let mut findings = (1..=40)
         .map(|i| format!("第{i}段：{}", para.repeat(2)))
         .collect::<Vec<_>>()
         .join("\n");
-    doc.findings.push_str("\n末段标记 END-OF-FINDINGS");
+    findings.push_str("\n末段标记 END-OF-FINDINGS");
+    set_findings(&mut doc, findings);
     let r = render(&doc, &fonts()).unwrap();
     assert!(r.pages >= 3, "expected several pages, got {}", r.pages);
     let Some(text) = pdftotext(&r.pdf, "long") else { return };
@@ -221,7 +241,7 @@ fn long_text_flows_over_several_pages() {
 #[test]
 fn empty_optional_sections_are_omitted() {
     let mut doc = sample();
-    doc.recommendations = "  ".into();
+    doc.sections[2] = Section::text("建议", "  ");
     doc.key_images.clear();
     doc.verification_url = None;
     let pdf = render_pdf(&doc, &fonts()).unwrap();
@@ -241,9 +261,12 @@ fn template_can_hide_blocks_and_relabel() {
     let mut doc = sample();
     doc.layout.title_text = Some("CT检查报告单".into());
     doc.layout.header_text = Some("放射科 Department of Radiology".into());
-    doc.layout.show_key_images = false;
+    doc.sections = vec![
+        Section::text("", "检查技术：64排螺旋CT平扫"),
+        Section::text("诊断结论", "右肺上叶磨玻璃结节。"),
+        Section::text("检查所见", "胸廓对称，气管居中。"),
+    ];
     doc.layout.show_patient_block = false;
-    doc.layout.labels.findings = "检查所见".into();
     let pdf = render_pdf(&doc, &fonts()).unwrap();
     let Some(text) = pdftotext(&pdf, "template") else {
         return;
@@ -254,6 +277,33 @@ fn template_can_hide_blocks_and_relabel() {
         !flat.contains("关键图像") && !flat.contains("门诊号") && !flat.contains("影像所见"),
         "{text}"
     );
+    // The sections come in the template's order, the lead text first.
+    let at = |needle: &str| flat.find(needle).unwrap_or_else(|| panic!("{needle} missing:\n{text}"));
+    assert!(
+        at("检查技术") < at("诊断结论") && at("诊断结论") < at("检查所见"),
+        "{text}"
+    );
+}
+
+#[test]
+fn template_chooses_the_patient_entries_and_can_leave_out_the_hospital_name() {
+    let mut doc = sample();
+    doc.layout.show_hospital_name = false;
+    doc.layout.header_text = Some("影像科".into());
+    doc.layout.patient_fields = vec![PatientField::PatientId, PatientField::Name, PatientField::ExamItem];
+    doc.layout.labels.name = "患者姓名".into();
+    doc.layout.show_qr_code = false;
+    let pdf = render_pdf(&doc, &fonts()).unwrap();
+    let Some(text) = pdftotext(&pdf, "patient-entries") else {
+        return;
+    };
+    let flat = squash(&text);
+    assert!(!flat.contains("北京协和示范医院"), "{text}");
+    assert!(flat.contains("影像科") && flat.contains("患者姓名") && flat.contains("检查项目胸部CT平扫"));
+    assert!(flat.find("患者ID").unwrap() < flat.find("患者姓名").unwrap(), "{text}");
+    for gone in ["性别", "检查号", "申请医生", "扫码核验"] {
+        assert!(!flat.contains(gone), "{gone} is not chosen:\n{text}");
+    }
 }
 
 #[test]
@@ -332,10 +382,11 @@ fn write_samples_when_asked() {
         data: png(300, 200, false),
         caption: "".into(),
     });
-    doc.findings = (1..=14)
-        .map(|i| format!("第{i}段：{}", sample().findings))
+    let findings = (1..=14)
+        .map(|i| format!("第{i}段：右肺上叶尖段见一磨玻璃结节，大小约 8 mm × 6 mm，边界清楚。"))
         .collect::<Vec<_>>()
         .join("\n");
+    set_findings(&mut doc, findings);
     std::fs::write(format!("{dir}/long.pdf"), render_pdf(&doc, &fonts()).unwrap()).unwrap();
 }
 

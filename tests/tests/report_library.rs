@@ -7,7 +7,10 @@ use medledger_tests::org::{Org, PASSWORD};
 use medledger_tests::{system_clock, Deployment, TestServer};
 use serde_json::{json, Value};
 
-medledger_tests::on_both_deployments!(templates_phrases_self_review_priors_and_diffs);
+medledger_tests::on_both_deployments!(
+    templates_phrases_self_review_priors_and_diffs,
+    template_and_knowledge_lists_are_paged_by_cursor,
+);
 
 async fn user(s: &TestServer, o: &Org, name: &str, roles: &[&str]) -> String {
     let login = format!("{name}.{}", o.suffix);
@@ -72,8 +75,11 @@ async fn templates_phrases_self_review_priors_and_diffs(d: &Deployment) {
         )
         .await;
     assert_eq!(listed.status, 200, "{}", listed.body);
-    assert_eq!(listed.body[0]["template_id"], template.as_str());
-    assert_eq!(listed.body[0]["study_type"]["body_part"], "CHEST", "normalised");
+    assert_eq!(listed.body["items"][0]["template_id"], template.as_str());
+    assert_eq!(
+        listed.body["items"][0]["study_type"]["body_part"], "CHEST",
+        "normalised"
+    );
 
     // A report started from the template carries its defaults.
     let a = s
@@ -106,10 +112,10 @@ async fn templates_phrases_self_review_priors_and_diffs(d: &Deployment) {
         )
         .await;
     assert_eq!(found.status, 200, "{}", found.body);
-    assert_eq!(found.body[0]["entry_id"], entry.as_str());
+    assert_eq!(found.body["items"][0]["entry_id"], entry.as_str());
     let others = s.get("/api/v1/knowledge?q=磨玻璃", Some(&o.u1_token)).await;
     assert_eq!(
-        others.body.as_array().map(Vec::len),
+        others.body["items"].as_array().map(Vec::len),
         Some(0),
         "personal entries are personal"
     );
@@ -132,7 +138,7 @@ async fn templates_phrases_self_review_priors_and_diffs(d: &Deployment) {
             Some(&senior),
         )
         .await;
-    assert_eq!(counted.body[0]["usage_count"], 1);
+    assert_eq!(counted.body["items"][0]["usage_count"], 1);
 
     // Self-review is refused until the hospital allows it.
     let submitted = s
@@ -233,5 +239,121 @@ async fn templates_phrases_self_review_priors_and_diffs(d: &Deployment) {
     s.get(&format!("/api/v1/reports/{report_b}/priors"), Some(&o.h2_admin))
         .await
         .assert_problem(404, "not_found");
+    s.stop().await;
+}
+
+/// Follows `next_cursor` from `first` to the end; returns every page's items.
+async fn all_pages(s: &TestServer, token: &str, first: &str) -> Vec<Vec<Value>> {
+    let mut pages = Vec::new();
+    let mut url = first.to_string();
+    loop {
+        let r = s.get(&url, Some(token)).await;
+        assert_eq!(r.status, 200, "{url}: {}", r.body);
+        pages.push(r.body["items"].as_array().unwrap().clone());
+        match r.body["next_cursor"].as_str() {
+            Some(c) => url = format!("{first}&cursor={c}"),
+            None => return pages,
+        }
+        assert!(pages.len() < 10, "the pages end");
+    }
+}
+
+async fn template_and_knowledge_lists_are_paged_by_cursor(d: &Deployment) {
+    let s = TestServer::start(&d.config(), system_clock()).await;
+    let o = Org::build(&s).await;
+    // Five templates (one retired); four hospital-wide phrases and one personal.
+    for name in ["胸部CT", "头颅MR", "腹部CT", "膝关节MR", "乳腺钼靶"] {
+        let r = s
+            .post(
+                "/api/v1/report-templates",
+                Some(&o.h1_admin),
+                json!({"name": name, "study_type": {"modality": "CT"}}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        if name == "乳腺钼靶" {
+            let retired = s
+                .post(
+                    &format!("/api/v1/report-templates/{}/retire", r.body["id"].as_str().unwrap()),
+                    Some(&o.h1_admin),
+                    json!({}),
+                )
+                .await;
+            assert_eq!(retired.status, 200, "{}", retired.body);
+        }
+    }
+    for title in ["肺结节", "肝囊肿", "肾结石", "胆囊炎"] {
+        let r = s
+            .post(
+                "/api/v1/knowledge",
+                Some(&o.h1_admin),
+                json!({"personal": false, "title": title, "findings": format!("{title}。")}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let r = s
+        .post(
+            "/api/v1/knowledge",
+            Some(&o.u1_token),
+            json!({"title": "王医生的私人词条", "findings": "私人。"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let last = r.body["position"].as_u64().unwrap();
+
+    let pages = all_pages(
+        &s,
+        &o.u1_token,
+        &format!("/api/v1/report-templates?limit=2&min_position={last}"),
+    )
+    .await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2]);
+    let names: Vec<&str> = pages.iter().flatten().map(|t| t["name"].as_str().unwrap()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "by name, no repeats: {names:?}");
+    assert!(!names.contains(&"乳腺钼靶"), "retired ones only on request");
+    let with_retired = all_pages(&s, &o.u1_token, "/api/v1/report-templates?limit=3&include_retired=true").await;
+    assert_eq!(with_retired.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 2]);
+
+    let pages = all_pages(&s, &o.u1_token, "/api/v1/knowledge?limit=3").await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 2]);
+    let titles: Vec<&str> = pages.iter().flatten().map(|e| e["title"].as_str().unwrap()).collect();
+    let mut unique = titles.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 5, "every entry once: {titles:?}");
+    let pages = all_pages(&s, &o.h1_admin, "/api/v1/knowledge?limit=3").await;
+    let titles: Vec<&str> = pages.iter().flatten().map(|e| e["title"].as_str().unwrap()).collect();
+    assert_eq!(
+        titles.len(),
+        4,
+        "another user's personal entry is not listed: {titles:?}"
+    );
+    let pages = all_pages(&s, &o.u1_token, "/api/v1/knowledge?limit=4&scope=personal").await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), vec![1]);
+    // A page that is exactly full has no next cursor when nothing follows.
+    let exact = s.get("/api/v1/knowledge?limit=4", Some(&o.h1_admin)).await;
+    assert!(exact.body["next_cursor"].is_null(), "{}", exact.body);
+
+    for bad in [
+        "/api/v1/report-templates?cursor=not-a-cursor",
+        "/api/v1/report-templates?cursor=WzEsMl0",
+        "/api/v1/knowledge?cursor=%E6%BC%A2",
+        "/api/v1/knowledge?cursor=WyJhIiwiYiJd",
+        "/api/v1/knowledge?limit=0",
+        "/api/v1/report-templates?limit=201",
+    ] {
+        s.get(bad, Some(&o.u1_token)).await.assert_problem(400, "invalid_query");
+    }
+    // No token, no hospital: refused.
+    for path in ["/api/v1/report-templates", "/api/v1/knowledge"] {
+        s.get(path, None).await.assert_problem(401, "unauthenticated");
+        s.get(path, Some(&o.operator)).await.assert_problem(403, "forbidden");
+    }
+    // Another hospital's lists hold none of these.
+    let other = s.get("/api/v1/report-templates", Some(&o.h2_admin)).await;
+    assert_eq!(other.body["items"], json!([]), "{}", other.body);
     s.stop().await;
 }

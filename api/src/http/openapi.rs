@@ -146,6 +146,7 @@ use utoipa::{Modify, OpenApi};
         super::reports::CreatedId,
         super::reports::NewEntry,
         super::reports::SettingsBody,
+        super::reports::Prior,
     )),
     modifiers(&Bearer)
 )]

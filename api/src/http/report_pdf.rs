@@ -1,12 +1,18 @@
 //! The printed report: a final report laid out by its template and rendered to PDF
-//! (`medledger-print`), with the hospital's name and logo, the patient block from the
-//! worklist, the key images rendered from their instances, the signatures of the
-//! preliminary author and the reviewer, and a QR code with the report's verification URL.
+//! (`medledger-print`). The template (through `commands::reporting::print_document`)
+//! chooses the title, the header (hospital name, logo, header line), the patient-block
+//! entries, the body's sections in order with their headings, the footer, the signature
+//! block and the QR code; this module fills them: the hospital's name and logo, the
+//! patient block from the worklist, the key images rendered from their instances, the
+//! signatures of the preliminary author and the reviewer, and the verification URL.
 
 use chrono::{DateTime, Utc};
 use medledger_commands::identity::Principal;
 use medledger_commands::reporting as rep;
-use medledger_print::{KeyImage, PatientBlock, ReportDocument, Signature};
+use medledger_domain::reporting::template::{PatientField, PrintedBody};
+use medledger_print::{
+    KeyImage, PatientBlock, PatientField as PrintField, ReportDocument, Section, SectionContent, Signature,
+};
 use medledger_projections::read_models::{accounts, instances, organization, worklist};
 use uuid::Uuid;
 
@@ -33,14 +39,8 @@ async fn person(state: &AppState, id: Option<Uuid>) -> Result<String, ApiError> 
 /// The PDF of final report `id` as printed at `printed_at`.
 pub async fn render(state: &AppState, p: &Principal, id: Uuid, printed_at: DateTime<Utc>) -> Result<Vec<u8>, ApiError> {
     let report = rep::get_report(&state.app, p, id, None).await?;
+    // The template decides what is printed and where (commands::reporting::print_document).
     let layout = rep::printable(&state.app, p, id).await?;
-    // Without a template every block is printed; a template chooses.
-    let templated = report.template_id.is_some();
-    let (show_logo, show_patient, show_signatures) = (
-        !templated || layout.show_logo,
-        !templated || layout.patient_block,
-        !templated || layout.signature_block,
-    );
     let db = state.app.store.db();
     let hospital = organization::get_hospital(&db, report.study.hospital_id).await?;
     // Times print in the hospital's own time zone.
@@ -49,7 +49,7 @@ pub async fn render(state: &AppState, p: &Principal, id: Uuid, printed_at: DateT
         .and_then(|h| h.time_zone.parse().ok())
         .unwrap_or(chrono_tz::Asia::Shanghai);
     let logo = match hospital.as_ref().and_then(|h| h.logo.as_ref()) {
-        Some(l) if show_logo => state.blobs.get(&l.blob_key).await.ok().flatten().map(|b| b.to_vec()),
+        Some(l) if layout.show_logo => state.blobs.get(&l.blob_key).await.ok().flatten().map(|b| b.to_vec()),
         _ => None,
     };
     let study = worklist::get_study(&db, report.study.hospital_id, &report.study.study_instance_uid).await?;
@@ -79,6 +79,7 @@ pub async fn render(state: &AppState, p: &Principal, id: Uuid, printed_at: DateT
                 .unwrap_or_default(),
             modality: row.modalities.join("/"),
             body_part: row.body_part.clone().unwrap_or_default(),
+            exam_item: row.study_description.clone().unwrap_or_default(),
             department: String::new(),
             referring_physician: row
                 .referring_physician
@@ -130,29 +131,64 @@ pub async fn render(state: &AppState, p: &Principal, id: Uuid, printed_at: DateT
         }
     }
     let mut signatures = Vec::new();
-    if show_signatures {
+    if layout.signature_block {
         if report.preliminary_by.is_some() {
             signatures.push(Signature {
-                role: "报告医生".into(),
+                role: layout.preliminary_signature_label.clone(),
                 name: person(state, report.preliminary_by).await?,
                 at: report.preliminary_at.map(|t| local(t, tz)).unwrap_or_default(),
             });
         }
         signatures.push(Signature {
-            role: "审核医生".into(),
+            role: layout.review_signature_label.clone(),
             name: person(state, report.reviewed_by).await?,
             at: report.reviewed_at.map(|t| local(t, tz)).unwrap_or_default(),
         });
     }
+    let sections = layout
+        .sections
+        .iter()
+        .map(|s| Section {
+            heading: s.heading.clone(),
+            content: match &s.body {
+                PrintedBody::Text { text } => SectionContent::Text(text.clone()),
+                PrintedBody::KeyImages => SectionContent::KeyImages,
+            },
+            alert: s.alert,
+        })
+        .collect();
+    let mut labels = medledger_print::Labels::default();
+    let patient_fields = layout
+        .patient_fields
+        .iter()
+        .map(|item| {
+            let (field, label) = match item.field {
+                PatientField::Name => (PrintField::Name, &mut labels.name),
+                PatientField::Sex => (PrintField::Sex, &mut labels.sex),
+                PatientField::Age => (PrintField::Age, &mut labels.age),
+                PatientField::PatientId => (PrintField::PatientId, &mut labels.patient_id),
+                PatientField::AccessionNumber => (PrintField::AccessionNumber, &mut labels.accession_number),
+                PatientField::StudyDate => (PrintField::StudyDate, &mut labels.study_date),
+                PatientField::Modality => (PrintField::Modality, &mut labels.modality),
+                PatientField::BodyPart => (PrintField::BodyPart, &mut labels.body_part),
+                PatientField::ExamItem => (PrintField::ExamItem, &mut labels.exam_item),
+                PatientField::Department => (PrintField::Department, &mut labels.department),
+                PatientField::ReferringPhysician => (PrintField::ReferringPhysician, &mut labels.referring_physician),
+            };
+            if !item.label.trim().is_empty() {
+                *label = item.label.trim().to_string();
+            }
+            field
+        })
+        .collect();
     let base = state.public_url.trim_end_matches('/');
+    let non_empty = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
     let document = ReportDocument {
         hospital_name: hospital.map(|h| h.name).unwrap_or_default(),
         hospital_logo: logo,
         title: layout.title.clone(),
         patient,
-        findings: report.content.findings.clone(),
-        impression: report.content.impression.clone(),
-        recommendations: report.content.recommendations.clone(),
+        sections,
         critical: report.content.critical,
         key_images,
         signatures,
@@ -161,17 +197,18 @@ pub async fn render(state: &AppState, p: &Principal, id: Uuid, printed_at: DateT
             report.final_version.unwrap_or(report.version)
         )),
         printed_at: local(printed_at, tz),
-        footer_text: if layout.footer.is_empty() {
-            "本报告仅供临床参考".into()
-        } else {
-            layout.footer.clone()
-        },
+        footer_text: non_empty(&layout.footer).unwrap_or_else(|| "本报告仅供临床参考".into()),
         layout: medledger_print::LayoutOptions {
-            header_text: (!layout.header.is_empty()).then(|| layout.header.clone()),
-            show_logo,
-            show_patient_block: show_patient,
-            show_signatures,
-            ..Default::default()
+            title_text: None,
+            header_text: non_empty(&layout.header),
+            footer_text: None,
+            show_hospital_name: layout.show_hospital_name,
+            show_logo: layout.show_logo,
+            show_patient_block: layout.patient_block,
+            patient_fields,
+            show_signatures: layout.signature_block,
+            show_qr_code: layout.show_qr_code,
+            labels,
         },
     };
     let fonts = medledger_print::FontConfig::from_env();

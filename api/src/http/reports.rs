@@ -10,15 +10,15 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use medledger_commands::authorization::{authorize, Action};
-use medledger_commands::reporting::{self as rep, FieldDiff, HistoryEntry, PrintDocument, ReportOutcome};
+use medledger_commands::reporting::{self as rep, FieldDiff, HistoryEntry, PrintDocument, ReportOutcome, SharedReport};
 use medledger_domain::reporting::knowledge::EntrySpec;
 use medledger_domain::reporting::report::{Report, ReportContent};
-use medledger_domain::reporting::settings::ReportingSettings;
+use medledger_domain::reporting::settings::{PriorSharing, ReportingSettings};
 use medledger_domain::reporting::template::{ReportTemplate, TemplateSpec};
-use medledger_projections::read_models::accounts;
 use medledger_projections::read_models::reports::{
     self as rm, KnowledgeFilter, KnowledgeRow, PriorStudy, ReportFilter, ReportPage, ReportView, TemplateRow,
 };
+use medledger_projections::read_models::{accounts, worklist};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -30,6 +30,52 @@ use super::AppState;
 
 fn bad_query(detail: &str) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", detail.to_string())
+}
+
+/// A page of a list: pass `next_cursor` back as `cursor` for the next one; the last
+/// page has none.
+#[derive(Serialize, ToSchema)]
+pub struct Page<T: Serialize> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Cursors are opaque to clients: the last row's sort key, as base64url JSON.
+fn cursor_of<K: Serialize>(key: &K) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(key).unwrap_or_default())
+}
+
+/// The sort key in a cursor this API gave out; anything else is 400 `invalid_query`.
+fn key_of<K: serde::de::DeserializeOwned>(cursor: Option<&str>) -> Result<Option<K>, ApiError> {
+    use base64::Engine;
+    cursor
+        .map(|c| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(c)
+                .ok()
+                .and_then(|json| serde_json::from_slice(&json).ok())
+                .ok_or_else(|| bad_query("cursor is not one this API gave out"))
+        })
+        .transpose()
+}
+
+fn check_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        Some(0) | Some(201..) => Err(bad_query("limit must be 1 to 200")),
+        other => Ok(other.unwrap_or(50)),
+    }
+}
+
+fn page<T: Serialize, K: Serialize>(slice: rm::Slice<T>, key: impl Fn(&T) -> K) -> Page<T> {
+    let next_cursor = slice
+        .more
+        .then(|| slice.items.last().map(|last| cursor_of(&key(last))))
+        .flatten();
+    Page {
+        items: slice.items,
+        next_cursor,
+    }
 }
 
 /// A report command's answer: the report as it now stands.
@@ -157,9 +203,7 @@ pub async fn list(
             return Err(bad_query("status is draft, preliminary or final"));
         }
     }
-    if matches!(q.limit, Some(0) | Some(201..)) {
-        return Err(bad_query("limit must be 1 to 200"));
-    }
+    let limit = check_limit(q.limit)?;
     if let Some(c) = &q.cursor {
         let ok = c
             .split_once('|')
@@ -176,7 +220,7 @@ pub async fn list(
         critical: q.critical,
         study_instance_uid: q.study,
         cursor: q.cursor,
-        limit: q.limit.unwrap_or(50),
+        limit,
     };
     min.wait(&state, rm::NAME).await?;
     Ok(Json(rm::list(&state.app.store.db(), &filter).await?))
@@ -503,21 +547,70 @@ pub async fn insert_phrase(
     .await
 }
 
-/// The patient's studies in this hospital with their reports (compare 对比).
+/// A prior study and, for a study another hospital of the alliance shares with
+/// its reports, the text of its final report (those reports cannot be opened by id).
+#[derive(Serialize, ToSchema)]
+pub struct Prior {
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub study: PriorStudy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub shared_report: Option<SharedReport>,
+}
+
+/// The patient's studies with their reports (compare 对比): in this hospital, and in the
+/// other hospitals of the alliance that share their studies as priors (same Patient ID and
+/// birth date). Each names its hospital; other hospitals' reports only when final and shared.
 #[utoipa::path(get, path = "/api/v1/reports/{id}/priors", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 200, body = Vec<Object>), (status = 404, body = Problem)))]
+    responses((status = 200, body = Vec<Prior>), (status = 404, body = Problem)))]
 pub async fn priors(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
     min: MinPosition,
     ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<Vec<PriorStudy>>, ApiError> {
+) -> Result<Json<Vec<Prior>>, ApiError> {
     let report = rep::get_report(&state.app, &p, id, None).await?;
     let Some(subject) = report.patient_subject else {
         return Ok(Json(vec![]));
     };
     min.wait(&state, rm::NAME).await?;
-    let all = rm::priors(&state.app.store.db(), report.study.hospital_id, subject).await?;
+    min.wait(&state, worklist::NAME).await?;
+    let db = state.app.store.db();
+    let hospital_id = report.study.hospital_id;
+    let mut all: Vec<Prior> = rm::priors(&db, hospital_id, subject)
+        .await?
+        .into_iter()
+        .map(|study| Prior {
+            study,
+            shared_report: None,
+        })
+        .collect();
+    // The alliance match needs the patient's identifier and birth date: the worklist's
+    // decrypted copies of this study's (gone once the patient is forgotten).
+    let row = worklist::get_study(&db, hospital_id, &report.study.study_instance_uid).await?;
+    let who = match (p.tenant.alliance_id, row) {
+        (Some(alliance_id), Some((row, Some(birth_date)))) => row.patient_id.map(|patient_id| rm::AlliancePatient {
+            alliance_id,
+            hospital_id,
+            patient_id,
+            birth_date,
+        }),
+        _ => None,
+    };
+    if let Some(who) = who {
+        for mut study in rm::alliance_priors(&db, &who).await? {
+            let shared_report = match study.report_id {
+                Some(r) => rep::shared_prior_report(&state.app, &p, r).await?,
+                None => None,
+            };
+            // The streams have the last word: a report they do not share is not named.
+            if shared_report.is_none() {
+                (study.report_id, study.report_status, study.reviewed_at) = (None, None, None);
+            }
+            all.push(Prior { study, shared_report });
+        }
+    }
     Ok(Json(all))
 }
 
@@ -578,32 +671,36 @@ pub struct TemplateParams {
     pub department: Option<Uuid>,
     #[serde(default)]
     pub include_retired: bool,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// 1–200 (default 50).
+    pub limit: Option<u32>,
     pub min_position: Option<u64>,
 }
 
-/// The caller's hospital's templates (for a study type and department).
+/// The caller's hospital's templates by name (for a study type and department), a page at a time.
 #[utoipa::path(get, path = "/api/v1/report-templates", security(("bearer" = [])), params(TemplateParams),
-    responses((status = 200, body = Vec<Object>), (status = 403, body = Problem)))]
+    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 403, body = Problem)))]
 pub async fn list_templates(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
     min: MinPosition,
     ApiQuery(q): ApiQuery<TemplateParams>,
-) -> Result<Json<Vec<TemplateRow>>, ApiError> {
+) -> Result<Json<Page<TemplateRow>>, ApiError> {
     authorize(&p, Action::ViewReports, &p.tenant)?;
     let hospital_id = p.tenant.hospital_id.ok_or_else(ApiError::not_found)?;
+    let filter = rm::TemplateFilter {
+        hospital_id,
+        modality: q.modality,
+        body_part: q.body_part,
+        department: q.department,
+        include_retired: q.include_retired,
+        after: key_of(q.cursor.as_deref())?,
+        limit: check_limit(q.limit)?,
+    };
     min.wait(&state, rm::NAME).await?;
-    Ok(Json(
-        rm::templates(
-            &state.app.store.db(),
-            hospital_id,
-            q.modality.as_deref(),
-            q.body_part.as_deref(),
-            q.department,
-            q.include_retired,
-        )
-        .await?,
-    ))
+    let slice = rm::templates(&state.app.store.db(), &filter).await?;
+    Ok(Json(page(slice, |t| (t.spec.name.clone(), t.template_id))))
 }
 
 /// One template, from its stream.
@@ -687,19 +784,22 @@ pub struct KnowledgeParams {
     pub tag: Option<String>,
     /// `personal`, `hospital` or both (default).
     pub scope: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// 1–200 (default 50).
     pub limit: Option<u32>,
     pub min_position: Option<u64>,
 }
 
-/// Search the hospital's entries and the caller's own, most used first.
+/// Search the hospital's entries and the caller's own, most used first, a page at a time.
 #[utoipa::path(get, path = "/api/v1/knowledge", security(("bearer" = [])), params(KnowledgeParams),
-    responses((status = 200, body = Vec<Object>), (status = 400, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 403, body = Problem)))]
 pub async fn search_knowledge(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
     min: MinPosition,
     ApiQuery(q): ApiQuery<KnowledgeParams>,
-) -> Result<Json<Vec<KnowledgeRow>>, ApiError> {
+) -> Result<Json<Page<KnowledgeRow>>, ApiError> {
     authorize(&p, Action::ViewReports, &p.tenant)?;
     let hospital_id = p.tenant.hospital_id.ok_or_else(ApiError::not_found)?;
     let personal = match q.scope.as_deref() {
@@ -711,9 +811,6 @@ pub async fn search_knowledge(
     if q.q.as_ref().is_some_and(|s| s.chars().count() > 100) {
         return Err(bad_query("q has at most 100 characters"));
     }
-    if matches!(q.limit, Some(0) | Some(201..)) {
-        return Err(bad_query("limit must be 1 to 200"));
-    }
     let filter = KnowledgeFilter {
         hospital_id,
         user: p.account_id,
@@ -722,10 +819,12 @@ pub async fn search_knowledge(
         modality: q.modality,
         body_part: q.body_part,
         tag: q.tag,
-        limit: q.limit.unwrap_or(50),
+        after: key_of(q.cursor.as_deref())?,
+        limit: check_limit(q.limit)?,
     };
     min.wait(&state, rm::NAME).await?;
-    Ok(Json(rm::search_knowledge(&state.app.store.db(), &filter).await?))
+    let slice = rm::search_knowledge(&state.app.store.db(), &filter).await?;
+    Ok(Json(page(slice, |e| (e.usage_count, e.title.clone(), e.entry_id))))
 }
 
 /// Update an entry (its owner, or administrators for hospital-wide ones).
@@ -773,12 +872,16 @@ pub async fn get_settings(
 #[serde(deny_unknown_fields)]
 pub struct SettingsBody {
     /// May the preliminary author review their own report? (default false)
-    pub allow_self_review: bool,
+    pub allow_self_review: Option<bool>,
+    /// What the other hospitals of the alliance may see of this hospital's studies as a
+    /// patient's priors: `none` (default), `studies`, `studies_and_reports` (final reports).
+    #[schema(value_type = Option<String>)]
+    pub prior_sharing: Option<PriorSharing>,
 }
 
-/// Hospital administrator: change the reporting settings.
+/// Hospital administrator: change the reporting settings (the ones given; the others stay).
 #[utoipa::path(post, path = "/api/v1/report-settings", security(("bearer" = [])), request_body = SettingsBody,
-    responses((status = 200, body = PositionResponse), (status = 403, body = Problem)))]
+    responses((status = 200, body = PositionResponse), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn change_settings(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
@@ -787,6 +890,6 @@ pub async fn change_settings(
 ) -> Result<CommandResponse<PositionResponse>, ApiError> {
     let m = meta.metadata(Some(&p), p.client);
     Ok(done(
-        rep::change_reporting_settings(&state.app, &p, b.allow_self_review, &m).await?,
+        rep::change_reporting_settings(&state.app, &p, b.allow_self_review, b.prior_sharing, &m).await?,
     ))
 }

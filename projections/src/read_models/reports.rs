@@ -1,6 +1,7 @@
 //! Reporting read models: the report list (per hospital and per user: my
-//! drafts, waiting for my review, reviewed by me), report templates, and the
-//! knowledge base with usage counts. The report's content and history are
+//! drafts, waiting for my review, reviewed by me), report templates, the
+//! knowledge base with usage counts, and what each hospital shares with its
+//! alliance as priors (with the prior queries over the worklist). The report's content and history are
 //! not copied here: they are folded from the report's own stream on demand.
 //!
 //! Also [`worklist_status`]: how report events move a study's status in the
@@ -14,6 +15,7 @@ use medledger_commands::db::{Arg, Db, DbRow, DbTx};
 use medledger_commands::store::RecordedEvent;
 use medledger_domain::reporting::knowledge::{EntryScope, KnowledgeEntryEvent};
 use medledger_domain::reporting::report::ReportEvent;
+use medledger_domain::reporting::settings::{PriorSharing, ReportingSettingsEvent};
 use medledger_domain::reporting::template::{ReportTemplateEvent, TemplateSpec};
 use serde::Serialize;
 use uuid::Uuid;
@@ -45,6 +47,7 @@ const REPORT_EVENTS: &[&str] = &[
     "KnowledgeEntryCreated",
     "KnowledgeEntryUpdated",
     "KnowledgeEntryRetired",
+    "PriorSharingChanged",
 ];
 
 /// The worklist status and print time a report event gives its study:
@@ -80,13 +83,14 @@ impl Projection for Reports {
         REPORT_EVENTS
     }
     fn tables(&self) -> &'static [&'static str] {
-        &["rm_reports", "rm_report_templates", "rm_knowledge"]
+        &["rm_reports", "rm_report_templates", "rm_knowledge", "rm_prior_sharing"]
     }
 
     async fn apply(&self, tx: &mut DbTx, e: &RecordedEvent) -> Result<(), ProjectionError> {
         match e.event_type.as_str() {
             t if t.starts_with("ReportTemplate") => apply_template(tx, decode(e)?, e.recorded_at).await,
             t if t.starts_with("KnowledgeEntry") => apply_entry(tx, decode(e)?, e.recorded_at).await,
+            "PriorSharingChanged" => apply_sharing(tx, decode(e)?, e.recorded_at).await,
             _ => {
                 let event: ReportEvent = decode(e)?;
                 if let ReportEvent::KnowledgePhraseInserted { entry_id, .. } = &event {
@@ -296,6 +300,31 @@ async fn apply_entry(tx: &mut DbTx, e: KnowledgeEntryEvent, at: DateTime<Utc>) -
     Ok(())
 }
 
+/// What each hospital lets its alliance see of its studies as priors.
+async fn apply_sharing(tx: &mut DbTx, e: ReportingSettingsEvent, at: DateTime<Utc>) -> Result<(), ProjectionError> {
+    if let ReportingSettingsEvent::PriorSharingChanged {
+        hospital_id,
+        alliance_id,
+        sharing,
+        ..
+    } = e
+    {
+        let sharing = match sharing {
+            PriorSharing::None => "none",
+            PriorSharing::Studies => "studies",
+            PriorSharing::StudiesAndReports => "studies_and_reports",
+        };
+        tx.execute(
+            "INSERT INTO rm_prior_sharing (hospital_id, alliance_id, sharing, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (hospital_id) DO UPDATE SET alliance_id = excluded.alliance_id, sharing = excluded.sharing, \
+             updated_at = excluded.updated_at",
+            &args![hospital_id, alliance_id, sharing, at],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Usage counts follow insertions into reports.
 async fn count_usage(tx: &mut DbTx, entry_id: Uuid) -> Result<(), ProjectionError> {
     tx.execute(
@@ -487,9 +516,15 @@ pub async fn list(db: &Db, f: &ReportFilter) -> Result<ReportPage, ProjectionErr
     Ok(ReportPage { items, next_cursor })
 }
 
-/// A study of the patient, with its report if there is one.
+/// A study of the patient, with its report if there is one and the caller may see it.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct PriorStudy {
+    /// The hospital the study was done in.
+    pub hospital_id: Uuid,
+    pub hospital_name: Option<String>,
+    /// The study is the report's own hospital's (`false`: another hospital of
+    /// the alliance shares it).
+    pub own_hospital: bool,
     pub study_instance_uid: String,
     pub study_date: Option<String>,
     pub modalities: Vec<String>,
@@ -500,34 +535,94 @@ pub struct PriorStudy {
     pub reviewed_at: Option<DateTime<Utc>>,
 }
 
-/// The patient's studies in the hospital (newest first), with their reports.
+const PRIOR_COLUMNS: &str = "w.hospital_id, h.name, w.study_instance_uid, w.study_date, w.modalities, w.body_part, \
+     w.study_description, r.report_id, r.status, r.reviewed_at";
+
+fn prior_row(r: &DbRow, own_hospital: bool) -> Result<PriorStudy, sqlx::Error> {
+    let modalities: String = r.get(4)?;
+    Ok(PriorStudy {
+        hospital_id: uuid_at(r, 0)?,
+        hospital_name: r.get(1)?,
+        own_hospital,
+        study_instance_uid: r.get(2)?,
+        study_date: r.get(3)?,
+        modalities: modalities
+            .split(',')
+            .filter(|m| !m.is_empty())
+            .map(String::from)
+            .collect(),
+        body_part: r.get(5)?,
+        study_description: r.get(6)?,
+        report_id: opt_uuid_at(r, 7)?,
+        report_status: r.get(8)?,
+        reviewed_at: r.opt_time(9)?,
+    })
+}
+
+/// The patient's studies in the hospital (newest first, soft-deleted ones
+/// left out), with their reports.
 pub async fn priors(db: &Db, hospital_id: Uuid, patient_subject: Uuid) -> Result<Vec<PriorStudy>, ProjectionError> {
     let rows = db
         .fetch_all(
-            "SELECT w.study_instance_uid, w.study_date, w.modalities, w.body_part, w.study_description, \
-             r.report_id, r.status, r.reviewed_at FROM rm_worklist w LEFT JOIN rm_reports r \
-             ON r.hospital_id = w.hospital_id AND r.study_instance_uid = w.study_instance_uid \
-             WHERE w.hospital_id = $1 AND w.patient_subject = $2 ORDER BY w.study_datetime DESC LIMIT 200",
+            &format!(
+                "SELECT {PRIOR_COLUMNS} FROM rm_worklist w LEFT JOIN rm_hospitals h ON h.hospital_id = w.hospital_id \
+                 LEFT JOIN rm_reports r ON r.hospital_id = w.hospital_id AND r.study_instance_uid = w.study_instance_uid \
+                 WHERE w.hospital_id = $1 AND w.patient_subject = $2 AND w.deleted = FALSE \
+                 ORDER BY w.study_datetime DESC LIMIT 200"
+            ),
             &args![hospital_id, patient_subject],
         )
         .await?;
     rows.iter()
+        .map(|r| prior_row(r, true))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(ProjectionError::from)
+}
+
+/// Who the alliance match looks for: the patient's identifier and birth date as
+/// the report's own study recorded them (decrypted, never stored by reporting).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlliancePatient {
+    pub alliance_id: Uuid,
+    /// The report's hospital: its own studies are listed by [`priors`].
+    pub hospital_id: Uuid,
+    pub patient_id: String,
+    /// `YYYYMMDD`.
+    pub birth_date: String,
+}
+
+/// The same patient's studies in the other hospitals of the alliance that share
+/// their studies as priors (newest first). The match is exact on Patient ID and
+/// birth date, read from the worklist's decrypted copies — which forgetting a
+/// patient erases, so a forgotten patient is matched by nobody. A hospital that
+/// shares studies only (not reports) is listed without its reports; only final
+/// reports are ever named.
+pub async fn alliance_priors(db: &Db, who: &AlliancePatient) -> Result<Vec<PriorStudy>, ProjectionError> {
+    let rows = db
+        .fetch_all(
+            &format!(
+                "SELECT {PRIOR_COLUMNS}, s.sharing FROM rm_prior_sharing s \
+                 JOIN rm_worklist w ON w.hospital_id = s.hospital_id AND w.alliance_id = s.alliance_id \
+                 LEFT JOIN rm_hospitals h ON h.hospital_id = w.hospital_id \
+                 LEFT JOIN rm_reports r ON r.hospital_id = w.hospital_id AND r.study_instance_uid = w.study_instance_uid \
+                 AND r.status = 'final' \
+                 WHERE s.alliance_id = $1 AND s.sharing <> 'none' AND s.hospital_id <> $2 \
+                 AND w.patient_id = $3 AND w.patient_birth_date = $4 AND w.patient_erased = FALSE AND w.deleted = FALSE \
+                 ORDER BY w.study_datetime DESC LIMIT 200"
+            ),
+            &args![who.alliance_id, who.hospital_id, who.patient_id.clone(), who.birth_date.clone()],
+        )
+        .await?;
+    rows.iter()
         .map(|r| {
-            let modalities: String = r.get(2)?;
-            Ok(PriorStudy {
-                study_instance_uid: r.get(0)?,
-                study_date: r.get(1)?,
-                modalities: modalities
-                    .split(',')
-                    .filter(|m| !m.is_empty())
-                    .map(String::from)
-                    .collect(),
-                body_part: r.get(3)?,
-                study_description: r.get(4)?,
-                report_id: opt_uuid_at(r, 5)?,
-                report_status: r.get(6)?,
-                reviewed_at: r.opt_time(7)?,
-            })
+            let mut prior = prior_row(r, false)?;
+            let sharing: String = r.get(10)?;
+            if sharing != "studies_and_reports" {
+                prior.report_id = None;
+                prior.report_status = None;
+                prior.reviewed_at = None;
+            }
+            Ok(prior)
         })
         .collect::<Result<_, sqlx::Error>>()
         .map_err(ProjectionError::from)
@@ -543,35 +638,64 @@ pub struct TemplateRow {
     pub spec: TemplateSpec,
 }
 
-/// A hospital's templates, optionally for one study type and department.
-pub async fn templates(
-    db: &Db,
-    hospital_id: Uuid,
-    modality: Option<&str>,
-    body_part: Option<&str>,
-    department: Option<Uuid>,
-    include_retired: bool,
-) -> Result<Vec<TemplateRow>, ProjectionError> {
+/// Rows of a keyset-paginated list and whether more follow; the caller
+/// makes the next cursor from the last row's sort key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Slice<T> {
+    pub items: Vec<T>,
+    pub more: bool,
+}
+
+impl<T> Slice<T> {
+    /// `rows` fetched with `LIMIT limit + 1`.
+    fn of(mut rows: Vec<T>, limit: u32) -> Self {
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        Slice { items: rows, more }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TemplateFilter {
+    pub hospital_id: Uuid,
+    pub modality: Option<String>,
+    pub body_part: Option<String>,
+    pub department: Option<Uuid>,
+    pub include_retired: bool,
+    /// The sort key `(name, template_id)` of the last row of the previous page.
+    pub after: Option<(String, Uuid)>,
+    pub limit: u32,
+}
+
+/// A hospital's templates by name, optionally for one study type and department.
+pub async fn templates(db: &Db, f: &TemplateFilter) -> Result<Slice<TemplateRow>, ProjectionError> {
     let mut q = Query::new(
         "SELECT template_id, hospital_id, retired, updated_at, spec FROM rm_report_templates WHERE 1 = 1".to_string(),
     );
-    q.and(" AND hospital_id = ?", vec![hospital_id.into()]);
-    if !include_retired {
+    q.and(" AND hospital_id = ?", vec![f.hospital_id.into()]);
+    if !f.include_retired {
         q.and(" AND retired = ?", vec![false.into()]);
     }
-    if let Some(m) = modality {
+    if let Some(m) = &f.modality {
         q.and(" AND (modality = '' OR modality = ?)", vec![m.to_uppercase().into()]);
     }
-    if let Some(b) = body_part {
+    if let Some(b) = &f.body_part {
         q.and(" AND (body_part = '' OR body_part = ?)", vec![b.to_uppercase().into()]);
     }
-    if let Some(d) = department {
+    if let Some(d) = f.department {
         q.and(
             " AND (departments = '[]' OR departments LIKE ?)",
             vec![format!("%\"{d}\"%").into()],
         );
     }
-    q.and(" ORDER BY name, template_id", vec![]);
+    if let Some((name, id)) = &f.after {
+        q.and(
+            " AND (name > ? OR (name = ? AND template_id > ?))",
+            vec![name.into(), name.into(), (*id).into()],
+        );
+    }
+    let limit = f.limit.clamp(1, 200);
+    q.and(" ORDER BY name, template_id LIMIT ?", vec![(limit as i64 + 1).into()]);
     let rows = db.fetch_all(&q.sql, &q.args).await?;
     rows.iter()
         .map(|r| {
@@ -584,6 +708,7 @@ pub async fn templates(
             })
         })
         .collect::<Result<_, sqlx::Error>>()
+        .map(|rows| Slice::of(rows, limit))
         .map_err(ProjectionError::from)
 }
 
@@ -614,11 +739,15 @@ pub struct KnowledgeFilter {
     pub modality: Option<String>,
     pub body_part: Option<String>,
     pub tag: Option<String>,
+    /// The sort key `(usage_count, title, entry_id)` of the last row of the previous page.
+    pub after: Option<(i64, String, Uuid)>,
     pub limit: u32,
 }
 
-/// Search the knowledge base: hospital-wide entries and the user's own, most used first.
-pub async fn search_knowledge(db: &Db, f: &KnowledgeFilter) -> Result<Vec<KnowledgeRow>, ProjectionError> {
+/// Search the knowledge base: hospital-wide entries and the user's own, most used first
+/// (then by title). Usage counts grow while someone pages: an entry whose count rises
+/// past the cursor's is not shown again on later pages.
+pub async fn search_knowledge(db: &Db, f: &KnowledgeFilter) -> Result<Slice<KnowledgeRow>, ProjectionError> {
     let mut q = Query::new(
         "SELECT entry_id, hospital_id, owner_id, title, findings, impression, tags, modality, body_part, usage_count, \
          updated_at FROM rm_knowledge WHERE retired = FALSE"
@@ -649,9 +778,22 @@ pub async fn search_knowledge(db: &Db, f: &KnowledgeFilter) -> Result<Vec<Knowle
             vec![format!("%{}%", like_escape(&tag)).into()],
         );
     }
+    if let Some((count, title, id)) = &f.after {
+        q.and(
+            " AND (usage_count < ? OR (usage_count = ? AND (title > ? OR (title = ? AND entry_id > ?))))",
+            vec![
+                (*count).into(),
+                (*count).into(),
+                title.into(),
+                title.into(),
+                (*id).into(),
+            ],
+        );
+    }
+    let limit = f.limit.clamp(1, 200);
     q.and(
         " ORDER BY usage_count DESC, title, entry_id LIMIT ?",
-        vec![(f.limit.clamp(1, 200) as i64).into()],
+        vec![(limit as i64 + 1).into()],
     );
     let rows = db.fetch_all(&q.sql, &q.args).await?;
     rows.iter()
@@ -671,5 +813,6 @@ pub async fn search_knowledge(db: &Db, f: &KnowledgeFilter) -> Result<Vec<Knowle
             })
         })
         .collect::<Result<_, sqlx::Error>>()
+        .map(|rows| Slice::of(rows, limit))
         .map_err(ProjectionError::from)
 }
