@@ -283,6 +283,29 @@ async fn phase_totals(env: &Env) -> anyhow::Result<std::collections::BTreeMap<St
         .await?;
     let mut totals = std::collections::BTreeMap::<String, (f64, f64)>::new();
     for line in text.lines() {
+        // Group commits: batch size and commit time, as two more "phases".
+        for (metric, name) in [
+            ("medledger_append_batch_requests_", "appends per commit"),
+            ("medledger_append_commit_seconds_", "commit"),
+            ("medledger_append_writer_wait_seconds_", "writer wait"),
+        ] {
+            if let Some(rest) = line.strip_prefix(metric) {
+                let value = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+                let entry = totals.entry(name.to_string()).or_default();
+                if rest.starts_with("sum") {
+                    entry.0 = value;
+                } else if rest.starts_with("count") {
+                    entry.1 = value;
+                }
+            }
+        }
+        // Time each read model held the writer (sum only: the share of the run).
+        if let Some(rest) = line.strip_prefix("medledger_projection_apply_seconds_sum{projection=\"") {
+            let name = rest.split('"').next().unwrap_or_default();
+            let value = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            totals.entry(format!("projection {name}")).or_default().0 = value;
+            continue;
+        }
         let Some(rest) = line.strip_prefix("medledger_ingest_phase_seconds_") else {
             continue;
         };
@@ -308,7 +331,7 @@ fn print_phases(
     before: &std::collections::BTreeMap<String, (f64, f64)>,
     after: &std::collections::BTreeMap<String, (f64, f64)>,
 ) {
-    let parts: Vec<String> = ["inspect", "blob", "record"]
+    let parts: Vec<String> = ["inspect", "blob", "record", "visible"]
         .iter()
         .filter_map(|phase| {
             let (s1, c1) = after.get(*phase)?;
@@ -317,8 +340,45 @@ fn print_phases(
         })
         .collect();
     if !parts.is_empty() {
-        println!("  {:<44} {}", "  mean per instance inside the server", parts.join(", "));
+        println!(
+            "  {:<44} {} (visible: per STOW-RS request, waiting for the read models)",
+            "  mean per instance inside the server",
+            parts.join(", ")
+        );
     }
+    let mean = |name: &str| {
+        let (s1, c1) = after.get(name).copied().unwrap_or_default();
+        let (s0, c0) = before.get(name).copied().unwrap_or_default();
+        (c1 > c0).then(|| (s1 - s0) / (c1 - c0))
+    };
+    let busy: Vec<String> = after
+        .iter()
+        .filter_map(|(name, (s1, _))| {
+            let name = name.strip_prefix("projection ")?;
+            let s0 = before.get(&format!("projection {name}")).map(|t| t.0).unwrap_or(0.0);
+            (s1 - s0 > 0.05).then(|| format!("{name} {:.1} s", s1 - s0))
+        })
+        .collect();
+    if !busy.is_empty() {
+        println!("  {:<44} {}", "  read-model transactions (total)", busy.join(", "));
+    }
+    if let (Some(batch), Some(commit)) = (mean("appends per commit"), mean("commit")) {
+        println!(
+            "  {:<44} {batch:.1} appends per group commit, {:.2} ms per commit ({:.2} ms of it waiting for the SQLite writer)",
+            "  event store",
+            commit * 1000.0,
+            mean("writer wait").unwrap_or(0.0) * 1000.0
+        );
+    }
+}
+
+/// CPU time this process has used (user + system), from /proc.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn row(name: &str, h: &Histogram<u64>) {
@@ -385,24 +445,32 @@ async fn measure(args: &BenchIngestArgs, dir: &Path) -> anyhow::Result<()> {
 
     println!("\ningest ({n} instances of ≈525 KB each)");
     let before = phase_totals(&env).await?;
+    let cpu = cpu_seconds();
     let (secs, bytes) = stow(&env, n, 1, 100).await?;
+    let cpu = cpu_seconds() - cpu;
     println!(
-        "  {:<44} {:>7.0} instances/s  {:>6.0} MB/s  ({secs:.1} s)",
+        "  {:<44} {:>7.0} instances/s  {:>6.0} MB/s  ({secs:.1} s; CPU {:.0}% of {cores} cores, {:.2} ms per instance, clients included)",
         "STOW-RS, 4 clients × 50 per request",
         n as f64 / secs,
-        bytes as f64 / 1e6 / secs
+        bytes as f64 / 1e6 / secs,
+        cpu / secs / cores.max(1) as f64 * 100.0,
+        cpu * 1000.0 / n as f64
     );
     print_phases(&before, &phase_totals(&env).await?);
     if std::process::Command::new("storescu").arg("--version").output().is_ok() {
         for (associations, seed) in [(1usize, 2u64), (4, 3)] {
             let (files, bytes) = write_files(&dir.join(format!("scu{seed}")), n, seed)?;
             let before = phase_totals(&env).await?;
+            let cpu = cpu_seconds();
             let secs = storescu(&env, &files, associations)?;
+            let cpu = cpu_seconds() - cpu;
             println!(
-                "  {:<44} {:>7.0} instances/s  {:>6.0} MB/s  ({secs:.1} s)",
+                "  {:<44} {:>7.0} instances/s  {:>6.0} MB/s  ({secs:.1} s; server CPU {:.0}% of {cores} cores, {:.2} ms per instance)",
                 format!("C-STORE (storescu), {associations} association(s)"),
                 n as f64 / secs,
-                bytes as f64 / 1e6 / secs
+                bytes as f64 / 1e6 / secs,
+                cpu / secs / cores.max(1) as f64 * 100.0,
+                cpu * 1000.0 / n as f64
             );
             print_phases(&before, &phase_totals(&env).await?);
             let _ = std::fs::remove_dir_all(dir.join(format!("scu{seed}")));

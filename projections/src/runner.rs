@@ -322,6 +322,7 @@ impl Runner {
             let positions: Vec<u64> = events.iter().map(|e| e.global_position).collect();
             let ready = self.open_wanted(p, std::mem::take(&mut events)).await?;
             let mut tx = self.store.db().begin().await?;
+            let started = std::time::Instant::now();
             let checkpoint = lock_checkpoint(&mut tx, p.name()).await?;
             let base = checkpoint.max(from);
             if last <= base {
@@ -345,6 +346,8 @@ impl Runner {
                 )
                 .await?;
                 tx.commit().await?;
+                metrics::histogram!("medledger_projection_apply_seconds", "projection" => p.name())
+                    .record(started.elapsed().as_secs_f64());
                 self.status.advance(p.name(), last);
                 return Ok(());
             }

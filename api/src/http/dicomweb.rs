@@ -242,6 +242,7 @@ pub async fn stow(
     // after STOW-RS (as viewers do) sees it. The instances are stored either way; if the
     // read models are slow the answer goes out after the wait.
     if position > 0 {
+        let waited = std::time::Instant::now();
         for projection in [
             medledger_projections::read_models::instances::NAME,
             medledger_projections::read_models::worklist::NAME,
@@ -254,6 +255,8 @@ pub async fn stow(
                 );
             }
         }
+        metrics::histogram!("medledger_ingest_phase_seconds", "phase" => "visible")
+            .record(waited.elapsed().as_secs_f64());
     }
     let mut body = Map::new();
     if studies.len() == 1 {

@@ -60,7 +60,10 @@ async fn run<C: BatchCommitter>(committer: C, mut rx: mpsc::Receiver<Job>, appen
         }
         let (requests, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
         metrics::histogram!("medledger_append_batch_requests").record(requests.len() as f64);
-        match committer.commit(&requests).await {
+        let started = std::time::Instant::now();
+        let committed_batch = committer.commit(&requests).await;
+        metrics::histogram!("medledger_append_commit_seconds").record(started.elapsed().as_secs_f64());
+        match committed_batch {
             Ok(outcomes) => {
                 let mut committed = 0u64;
                 for (outcome, reply) in outcomes.into_iter().zip(replies) {
