@@ -7,7 +7,8 @@
 //!   fragment(s) with the media type PS3.18 names for its transfer syntax (`image/jpeg`,
 //!   `image/jls`, `image/jp2`, `image/jpx`, …);
 //! - [`Instance::render`] decodes frame N (dicom-pixeldata: native, deflate, RLE, JPEG
-//!   baseline / extended 8-bit / lossless, JPEG-LS via CharLS, JPEG 2000 via OpenJPEG) and
+//!   baseline / extended 8-bit / lossless, JPEG-LS via CharLS, JPEG 2000 via OpenJPEG; 12-bit
+//!   JPEG extended via libjpeg-turbo, see [`jpeg12`]) and
 //!   turns it into an 8-bit JPEG or PNG: modality rescale, VOI window (from the data set or
 //!   the request; LINEAR, LINEAR_EXACT and SIGMOID), MONOCHROME1 inverted, RGB, YBR_FULL,
 //!   YBR_FULL_422 and PALETTE COLOR turned into RGB, 8/16-bit signed or unsigned samples,
@@ -17,10 +18,8 @@
 //! stable [`code`](RenderError::code); nothing here panics on hostile input (sizes are
 //! checked before any allocation they imply, outputs are capped at [`MAX_DIMENSION`]).
 //!
-//! Known gaps: 12-bit JPEG Extended (1.2.840.10008.1.2.4.51 with 12-bit samples) is refused
-//! as `decode_failed` (neither jpeg-decoder nor zune-jpeg decode 12-bit DCT); modality LUT
-//! and VOI LUT *sequences* are not applied (rescale and window are); segmented palettes are
-//! refused; video transfer syntaxes are `unsupported_transfer_syntax`.
+//! Known gaps: modality LUT and VOI LUT *sequences* are not applied (rescale and window are);
+//! segmented palettes are refused; video transfer syntaxes are `unsupported_transfer_syntax`.
 
 use std::borrow::Cow;
 use std::io::Cursor;
@@ -35,6 +34,8 @@ use dicom_pixeldata::PixelDecoder;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use image::{DynamicImage, GrayImage, ImageEncoder, RgbImage};
 
+mod jpeg12;
+
 /// Largest width or height of a rendered image (and of a requested viewport).
 pub const MAX_DIMENSION: u32 = 4096;
 /// Largest number of pixels of a decoded frame (64 Mpx: a 8192×8192 slide tile).
@@ -45,6 +46,8 @@ const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
 const DEFLATED_LE: &str = "1.2.840.10008.1.2.1.99";
 const RLE: &str = "1.2.840.10008.1.2.5";
+const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
+const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
 
 /// Why a frame could not be served or rendered. Codes are stable API.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -399,14 +402,48 @@ impl Instance {
             Some(t) if t.can_decode_all() => {}
             _ => return Err(RenderError::UnsupportedTransferSyntax(ts.to_string())),
         }
-        let decoded = self
-            .object
-            .decode_pixel_data_frame(frame - 1)
-            .map_err(|e| decode_error(ts, e))?;
+        let bytes = match self.decode_jpeg_12_bit(frame)? {
+            Some(decoded) => decoded,
+            None => self
+                .object
+                .decode_pixel_data_frame(frame - 1)
+                .map_err(|e| decode_error(ts, e))?
+                .into_data(),
+        };
         Ok(StoredFrame {
             media_type: format!("application/octet-stream; transfer-syntax={EXPLICIT_VR_LE}"),
-            bytes: decoded.into_data(),
+            bytes,
         })
+    }
+
+    /// Frame `frame` (1-based) decoded by libjpeg-turbo when it is a JPEG of more than 8-bit
+    /// sample precision (12-bit extended DCT, whatever the transfer syntax claims of baseline or
+    /// extended), as native little-endian 16-bit samples (colour interleaved RGB); None for any
+    /// other frame, which dicom-pixeldata decodes.
+    fn decode_jpeg_12_bit(&self, frame: u32) -> Result<Option<Vec<u8>>, RenderError> {
+        if !matches!(self.transfer_syntax.as_str(), JPEG_BASELINE | JPEG_EXTENDED) {
+            return Ok(None);
+        }
+        let codestream = self.frame(frame)?.bytes;
+        if jpeg12::sample_precision(&codestream).is_none_or(|p| p <= 8) {
+            return Ok(None);
+        }
+        let a = &self.attrs;
+        let decoded = jpeg12::decode(&codestream, MAX_FRAME_PIXELS)
+            .map_err(|e| RenderError::DecodeFailed(format!("12-bit JPEG frame {frame}: {e}")))?;
+        if (decoded.width, decoded.height) != (a.columns, a.rows) || u16::from(decoded.components) != a.samples {
+            return Err(RenderError::DecodeFailed(format!(
+                "12-bit JPEG frame {frame} is {}×{} with {} components, the data set says {}×{} with {}",
+                decoded.width, decoded.height, decoded.components, a.columns, a.rows, a.samples
+            )));
+        }
+        if a.bits_allocated != 16 {
+            return Err(RenderError::DecodeFailed(format!(
+                "12-bit JPEG samples in {} bits allocated",
+                a.bits_allocated
+            )));
+        }
+        Ok(Some(decoded.samples.iter().flat_map(|s| s.to_le_bytes()).collect()))
     }
 
     /// Frame `frame` (1-based) decoded and turned into 8-bit grey or RGB pixels, before the
@@ -430,10 +467,14 @@ impl Instance {
             if native && (a.photometric.ends_with("_422") || a.bits_allocated == 1) {
                 (Cow::Owned(self.frame(frame)?.bytes), a.photometric.clone(), a.planar)
             } else {
-                let decoded = self
-                    .object
-                    .decode_pixel_data_frame(frame - 1)
-                    .map_err(|e| decode_error(ts, e))?;
+                let decoded = match self.decode_jpeg_12_bit(frame)? {
+                    Some(decoded) => decoded,
+                    None => self
+                        .object
+                        .decode_pixel_data_frame(frame - 1)
+                        .map_err(|e| decode_error(ts, e))?
+                        .into_data(),
+                };
                 let photometric = if native {
                     a.photometric.clone()
                 } else if a.samples == 3 {
@@ -447,7 +488,7 @@ impl Instance {
                     a.photometric.clone()
                 };
                 let planar = native && a.planar;
-                (Cow::Owned(decoded.into_data()), photometric, planar)
+                (Cow::Owned(decoded), photometric, planar)
             };
         let (w, h) = (a.columns, a.rows);
         let pixels = (w as usize) * (h as usize);
