@@ -170,8 +170,9 @@ fn negotiate(headers: &HeaderMap) -> Result<Format, ApiError> {
     })
 }
 
-/// The caller's hospital's instances at this path (404 for none, another hospital's, or no
-/// `study.view`-scoped hospital).
+/// The caller's hospital's instances at this path (404 for none, another hospital's, no
+/// `study.view`-scoped hospital, or a deleted study; 409 archived, 410 erased — as WADO-RS
+/// retrieve answers, before any object or cached render is served).
 async fn instances(
     state: &AppState,
     p: &medledger_commands::identity::Principal,
@@ -191,9 +192,7 @@ async fn instances(
         INSTANCE_LIMIT,
     )
     .await?;
-    if found.is_empty() {
-        return Err(ApiError::not_found());
-    }
+    super::dicomweb::available(found.iter().map(|i| (i.deleted, i.storage_tier.as_str(), i.erased)))?;
     Ok(found)
 }
 
