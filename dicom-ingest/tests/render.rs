@@ -678,6 +678,41 @@ fn dcmtk_12_bit_jpeg_extended_decodes_within_lossy_bounds_and_like_dcmtk() {
 }
 
 #[test]
+fn twelve_bit_frames_in_many_fragments_or_labelled_baseline_decode_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = ImageSpec {
+        frames: 2,
+        ..ImageSpec::default()
+    };
+    let s = spec(image, 64, 96);
+    let original = synthetic_ct(&s);
+    let Some(whole) = dcmtk("dcmcjpeg", &["+ee"], &original, dir.path()) else {
+        return;
+    };
+    let whole = Instance::open(&whole).unwrap();
+    // Fragments of at most 1 KB and an empty basic offset table: frames are found by their
+    // SOI markers and their fragments joined.
+    let split = dcmtk("dcmcjpeg", &["+ee", "+fs", "1", "-ot"], &original, dir.path()).unwrap();
+    let split = Instance::open(&split).unwrap();
+    // The same codestreams under the baseline transfer syntax (as some archives mislabel
+    // them): the sample precision, not the label, picks the decoder.
+    let codestreams: Vec<Vec<u8>> = (1..=2).map(|f| whole.frame(f).unwrap().bytes).collect();
+    assert!(codestreams.iter().all(|c| c.len() > 1024), "each frame spans fragments");
+    let baseline = synthetic_encapsulated(
+        &s,
+        "1.2.840.10008.1.2.4.50",
+        &codestreams.iter().map(|c| vec![c.clone()]).collect::<Vec<_>>(),
+    );
+    let baseline = Instance::open(&baseline).unwrap();
+    for f in 1..=2 {
+        let want = whole.frame_native(f).unwrap();
+        assert_eq!(split.frame_native(f).unwrap(), want, "frame {f} from fragments");
+        assert_eq!(baseline.frame_native(f).unwrap(), want, "frame {f} labelled baseline");
+        assert!(baseline.render(f, &RenderOptions::default()).is_ok());
+    }
+}
+
+#[test]
 fn truncated_12_bit_jpeg_is_decode_failed_not_a_partial_image() {
     let dir = tempfile::tempdir().unwrap();
     let s = spec(ImageSpec::default(), 64, 64);
