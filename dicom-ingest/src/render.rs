@@ -397,22 +397,24 @@ impl Instance {
         if matches!(self.pixel_value()?, DicomValue::Primitive(_)) {
             return self.frame(frame);
         }
+        if let Some(bytes) = self.decode_jpeg_12_bit(frame)? {
+            return Ok(StoredFrame {
+                media_type: format!("application/octet-stream; transfer-syntax={EXPLICIT_VR_LE}"),
+                bytes,
+            });
+        }
         let ts = self.transfer_syntax.as_str();
         match TransferSyntaxRegistry.get(ts) {
             Some(t) if t.can_decode_all() => {}
             _ => return Err(RenderError::UnsupportedTransferSyntax(ts.to_string())),
         }
-        let bytes = match self.decode_jpeg_12_bit(frame)? {
-            Some(decoded) => decoded,
-            None => self
-                .object
-                .decode_pixel_data_frame(frame - 1)
-                .map_err(|e| decode_error(ts, e))?
-                .into_data(),
-        };
+        let decoded = self
+            .object
+            .decode_pixel_data_frame(frame - 1)
+            .map_err(|e| decode_error(ts, e))?;
         Ok(StoredFrame {
             media_type: format!("application/octet-stream; transfer-syntax={EXPLICIT_VR_LE}"),
-            bytes,
+            bytes: decoded.into_data(),
         })
     }
 
@@ -429,12 +431,12 @@ impl Instance {
             return Ok(None);
         }
         let a = &self.attrs;
-        let decoded = jpeg12::decode(&codestream, MAX_FRAME_PIXELS)
+        let decoded = jpeg12::decode(&codestream, (a.columns, a.rows))
             .map_err(|e| RenderError::DecodeFailed(format!("12-bit JPEG frame {frame}: {e}")))?;
-        if (decoded.width, decoded.height) != (a.columns, a.rows) || u16::from(decoded.components) != a.samples {
+        if u16::from(decoded.components) != a.samples {
             return Err(RenderError::DecodeFailed(format!(
-                "12-bit JPEG frame {frame} is {}×{} with {} components, the data set says {}×{} with {}",
-                decoded.width, decoded.height, decoded.components, a.columns, a.rows, a.samples
+                "12-bit JPEG frame {frame} has {} components, the data set says {} samples per pixel",
+                decoded.components, a.samples
             )));
         }
         if a.bits_allocated != 16 {
@@ -462,19 +464,24 @@ impl Instance {
                 _ => return Err(RenderError::UnsupportedTransferSyntax(ts.to_string())),
             }
         }
+        let jpeg_12_bit = self.decode_jpeg_12_bit(frame)?;
         // Decoded samples of the frame (interleaved), and how to read them.
         let (data, photometric, planar): (Cow<'_, [u8]>, String, bool) =
-            if native && (a.photometric.ends_with("_422") || a.bits_allocated == 1) {
+            if let Some(samples_decoded_by_libjpeg_turbo) = jpeg_12_bit {
+                // Grey, or RGB converted from YCbCr.
+                let photometric = if a.samples == 3 {
+                    "RGB".into()
+                } else {
+                    a.photometric.clone()
+                };
+                (Cow::Owned(samples_decoded_by_libjpeg_turbo), photometric, false)
+            } else if native && (a.photometric.ends_with("_422") || a.bits_allocated == 1) {
                 (Cow::Owned(self.frame(frame)?.bytes), a.photometric.clone(), a.planar)
             } else {
-                let decoded = match self.decode_jpeg_12_bit(frame)? {
-                    Some(decoded) => decoded,
-                    None => self
-                        .object
-                        .decode_pixel_data_frame(frame - 1)
-                        .map_err(|e| decode_error(ts, e))?
-                        .into_data(),
-                };
+                let decoded = self
+                    .object
+                    .decode_pixel_data_frame(frame - 1)
+                    .map_err(|e| decode_error(ts, e))?;
                 let photometric = if native {
                     a.photometric.clone()
                 } else if a.samples == 3 {
@@ -488,7 +495,7 @@ impl Instance {
                     a.photometric.clone()
                 };
                 let planar = native && a.planar;
-                (Cow::Owned(decoded), photometric, planar)
+                (Cow::Owned(decoded.into_data()), photometric, planar)
             };
         let (w, h) = (a.columns, a.rows);
         let pixels = (w as usize) * (h as usize);

@@ -721,6 +721,14 @@ fn truncated_12_bit_jpeg_is_decode_failed_not_a_partial_image() {
     };
     let codestream = Instance::open(&encoded).unwrap().frame(1).unwrap().bytes;
     assert_eq!(jpeg_precision(&codestream), 12);
+    // A whole codestream whose data set says another size: refused, not cropped or padded.
+    let smaller = spec(ImageSpec::default(), 32, 64);
+    let mismatched = synthetic_encapsulated(&smaller, "1.2.840.10008.1.2.4.51", &[vec![codestream.clone()]]);
+    let e = Instance::open(&mismatched)
+        .unwrap()
+        .render(1, &RenderOptions::default())
+        .unwrap_err();
+    assert_eq!(e.code(), "decode_failed", "{e}");
     for cut in [codestream.len() / 2, 40, 3] {
         let broken = synthetic_encapsulated(&s, "1.2.840.10008.1.2.4.51", &[vec![codestream[..cut].to_vec()]]);
         let instance = Instance::open(&broken).unwrap();

@@ -105,14 +105,16 @@ impl Drop for Handle {
     }
 }
 
-/// Decodes a 9–12-bit DCT JPEG codestream (one frame). `max_pixels` bounds width × height
-/// before anything is allocated.
-pub(super) fn decode(jpeg: &[u8], max_pixels: u64) -> Result<Decoded, String> {
+/// Decodes a 9–12-bit DCT JPEG codestream (one frame) that must be `expected` (width,
+/// height) pixels, as its data set says: a codestream declaring anything else is refused
+/// after its header is read, before anything its size implies is allocated.
+pub(super) fn decode(jpeg: &[u8], expected: (u32, u32)) -> Result<Decoded, String> {
     let handle = Handle::new()?;
     handle.set(tj::TJPARAM_TJPARAM_STOPONWARNING, 1)?;
+    let pixels = u64::from(expected.0) * u64::from(expected.1);
     handle.set(
         tj::TJPARAM_TJPARAM_MAXPIXELS,
-        c_int::try_from(max_pixels).unwrap_or(c_int::MAX),
+        c_int::try_from(pixels.max(1)).unwrap_or(c_int::MAX),
     )?;
     handle.set(tj::TJPARAM_TJPARAM_MAXMEMORY, MAX_MEMORY_MB)?;
     // Progressive 12-bit JPEG is legal (DICOM retired it); bound its scans as libjpeg-turbo's
@@ -130,11 +132,14 @@ pub(super) fn decode(jpeg: &[u8], max_pixels: u64) -> Result<Decoded, String> {
         handle.get(tj::TJPARAM_TJPARAM_JPEGWIDTH),
         handle.get(tj::TJPARAM_TJPARAM_JPEGHEIGHT),
     );
-    let (Ok(width @ 1..), Ok(height @ 1..)) = (u32::try_from(width), u32::try_from(height)) else {
+    let (Ok(width), Ok(height)) = (u32::try_from(width), u32::try_from(height)) else {
         return Err(format!("JPEG frame of {width}×{height} pixels"));
     };
-    if u64::from(width) * u64::from(height) > max_pixels {
-        return Err(format!("JPEG frame of {width}×{height} pixels is too large"));
+    if (width, height) != expected {
+        return Err(format!(
+            "the codestream declares {width}×{height} pixels, the data set {}×{}",
+            expected.0, expected.1
+        ));
     }
     let (format, components) = match handle.get(tj::TJPARAM_TJPARAM_COLORSPACE) as tj::TJCS {
         tj::TJCS_TJCS_GRAY => (tj::TJPF_TJPF_GRAY, 1u8),
@@ -233,7 +238,7 @@ mod tests {
             tj::TJSAMP_TJSAMP_GRAY,
         );
         assert_eq!(sample_precision(&jpeg), Some(12));
-        let decoded = decode(&jpeg, 1 << 20).unwrap();
+        let decoded = decode(&jpeg, (37, 21)).unwrap();
         assert_eq!((decoded.width, decoded.height, decoded.components), (37, 21, 1));
         let worst = decoded
             .samples
@@ -254,7 +259,7 @@ mod tests {
             })
             .collect();
         let jpeg = encode_12_bit(&rgb, w as c_int, h as c_int, tj::TJPF_TJPF_RGB, tj::TJSAMP_TJSAMP_444);
-        let decoded = decode(&jpeg, 1 << 20).unwrap();
+        let decoded = decode(&jpeg, (37, 21)).unwrap();
         assert_eq!((decoded.width, decoded.height, decoded.components), (37, 21, 3));
         assert_eq!(decoded.samples.len(), w * h * 3);
         let worst = decoded
@@ -265,9 +270,11 @@ mod tests {
             .max();
         assert!(worst.unwrap() <= 32, "{worst:?}");
 
-        // Pixel limits are checked before decoding.
-        let e = decode(&jpeg, 100).unwrap_err();
-        assert!(e.to_lowercase().contains("large"), "{e}");
+        // A codestream larger or smaller than its data set says is refused before decoding.
+        for expected in [(10, 10), (37, 20), (38, 21)] {
+            let e = decode(&jpeg, expected).unwrap_err();
+            assert!(e.contains("pixels"), "{expected:?}: {e}");
+        }
     }
 
     #[test]
@@ -280,7 +287,7 @@ mod tests {
             ],
             b"\xFF\xD8 not really",
         ] {
-            assert!(decode(bytes, 1 << 20).is_err(), "{bytes:?}");
+            assert!(decode(bytes, (1, 1)).is_err(), "{bytes:?}");
         }
     }
 }
