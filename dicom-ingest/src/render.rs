@@ -7,7 +7,8 @@
 //!   fragment(s) with the media type PS3.18 names for its transfer syntax (`image/jpeg`,
 //!   `image/jls`, `image/jp2`, `image/jpx`, …);
 //! - [`Instance::render`] decodes frame N (dicom-pixeldata: native, deflate, RLE, JPEG
-//!   baseline / extended 8-bit / lossless, JPEG-LS via CharLS, JPEG 2000 via OpenJPEG) and
+//!   baseline / extended 8-bit / lossless, JPEG-LS via CharLS, JPEG 2000 via OpenJPEG; 12-bit
+//!   JPEG extended via libjpeg-turbo, see [`jpeg12`]) and
 //!   turns it into an 8-bit JPEG or PNG: modality rescale, VOI window (from the data set or
 //!   the request; LINEAR, LINEAR_EXACT and SIGMOID), MONOCHROME1 inverted, RGB, YBR_FULL,
 //!   YBR_FULL_422 and PALETTE COLOR turned into RGB, 8/16-bit signed or unsigned samples,
@@ -17,10 +18,8 @@
 //! stable [`code`](RenderError::code); nothing here panics on hostile input (sizes are
 //! checked before any allocation they imply, outputs are capped at [`MAX_DIMENSION`]).
 //!
-//! Known gaps: 12-bit JPEG Extended (1.2.840.10008.1.2.4.51 with 12-bit samples) is refused
-//! as `decode_failed` (neither jpeg-decoder nor zune-jpeg decode 12-bit DCT); modality LUT
-//! and VOI LUT *sequences* are not applied (rescale and window are); segmented palettes are
-//! refused; video transfer syntaxes are `unsupported_transfer_syntax`.
+//! Known gaps: modality LUT and VOI LUT *sequences* are not applied (rescale and window are);
+//! segmented palettes are refused; video transfer syntaxes are `unsupported_transfer_syntax`.
 
 use std::borrow::Cow;
 use std::io::Cursor;
@@ -35,6 +34,8 @@ use dicom_pixeldata::PixelDecoder;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use image::{DynamicImage, GrayImage, ImageEncoder, RgbImage};
 
+mod jpeg12;
+
 /// Largest width or height of a rendered image (and of a requested viewport).
 pub const MAX_DIMENSION: u32 = 4096;
 /// Largest number of pixels of a decoded frame (64 Mpx: a 8192×8192 slide tile).
@@ -45,6 +46,8 @@ const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
 const DEFLATED_LE: &str = "1.2.840.10008.1.2.1.99";
 const RLE: &str = "1.2.840.10008.1.2.5";
+const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
+const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
 
 /// Why a frame could not be served or rendered. Codes are stable API.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -394,6 +397,12 @@ impl Instance {
         if matches!(self.pixel_value()?, DicomValue::Primitive(_)) {
             return self.frame(frame);
         }
+        if let Some(bytes) = self.decode_jpeg_12_bit(frame)? {
+            return Ok(StoredFrame {
+                media_type: format!("application/octet-stream; transfer-syntax={EXPLICIT_VR_LE}"),
+                bytes,
+            });
+        }
         let ts = self.transfer_syntax.as_str();
         match TransferSyntaxRegistry.get(ts) {
             Some(t) if t.can_decode_all() => {}
@@ -407,6 +416,36 @@ impl Instance {
             media_type: format!("application/octet-stream; transfer-syntax={EXPLICIT_VR_LE}"),
             bytes: decoded.into_data(),
         })
+    }
+
+    /// Frame `frame` (1-based) decoded by libjpeg-turbo when it is a JPEG of more than 8-bit
+    /// sample precision (12-bit extended DCT, whatever the transfer syntax claims of baseline or
+    /// extended), as native little-endian 16-bit samples (colour interleaved RGB); None for any
+    /// other frame, which dicom-pixeldata decodes.
+    fn decode_jpeg_12_bit(&self, frame: u32) -> Result<Option<Vec<u8>>, RenderError> {
+        if !matches!(self.transfer_syntax.as_str(), JPEG_BASELINE | JPEG_EXTENDED) {
+            return Ok(None);
+        }
+        let codestream = self.frame(frame)?.bytes;
+        if jpeg12::sample_precision(&codestream).is_none_or(|p| p <= 8) {
+            return Ok(None);
+        }
+        let a = &self.attrs;
+        let decoded = jpeg12::decode(&codestream, (a.columns, a.rows))
+            .map_err(|e| RenderError::DecodeFailed(format!("12-bit JPEG frame {frame}: {e}")))?;
+        if u16::from(decoded.components) != a.samples {
+            return Err(RenderError::DecodeFailed(format!(
+                "12-bit JPEG frame {frame} has {} components, the data set says {} samples per pixel",
+                decoded.components, a.samples
+            )));
+        }
+        if a.bits_allocated != 16 {
+            return Err(RenderError::DecodeFailed(format!(
+                "12-bit JPEG samples in {} bits allocated",
+                a.bits_allocated
+            )));
+        }
+        Ok(Some(decoded.samples.iter().flat_map(|s| s.to_le_bytes()).collect()))
     }
 
     /// Frame `frame` (1-based) decoded and turned into 8-bit grey or RGB pixels, before the
@@ -425,9 +464,18 @@ impl Instance {
                 _ => return Err(RenderError::UnsupportedTransferSyntax(ts.to_string())),
             }
         }
+        let jpeg_12_bit = self.decode_jpeg_12_bit(frame)?;
         // Decoded samples of the frame (interleaved), and how to read them.
         let (data, photometric, planar): (Cow<'_, [u8]>, String, bool) =
-            if native && (a.photometric.ends_with("_422") || a.bits_allocated == 1) {
+            if let Some(samples_decoded_by_libjpeg_turbo) = jpeg_12_bit {
+                // Grey, or RGB converted from YCbCr.
+                let photometric = if a.samples == 3 {
+                    "RGB".into()
+                } else {
+                    a.photometric.clone()
+                };
+                (Cow::Owned(samples_decoded_by_libjpeg_turbo), photometric, false)
+            } else if native && (a.photometric.ends_with("_422") || a.bits_allocated == 1) {
                 (Cow::Owned(self.frame(frame)?.bytes), a.photometric.clone(), a.planar)
             } else {
                 let decoded = self

@@ -6,7 +6,8 @@ use std::process::Command;
 
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
-use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use dicom_object::file::ReadPreamble;
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
 use image::{DynamicImage, GenericImageView};
 use medledger_dicom_ingest::generate::pixel_data;
 use medledger_dicom_ingest::render::{Format, Instance, RenderError, RenderOptions, VoiFunction, Window};
@@ -547,7 +548,7 @@ fn dcmtk_rle_jpeg_lossless_and_jpeg_ls_decode_exactly() {
 }
 
 #[test]
-fn dcmtk_jpeg_baseline_of_rgb_and_the_12_bit_extended_gap() {
+fn dcmtk_jpeg_baseline_of_rgb() {
     let dir = tempfile::tempdir().unwrap();
     let image = gradient(Photometric::Rgb, 8, false, 1);
     let s = spec(image.clone(), 32, 64);
@@ -565,20 +566,207 @@ fn dcmtk_jpeg_baseline_of_rgb_and_the_12_bit_extended_gap() {
             }
         }
     }
-    // 12-bit JPEG Extended (process 2 & 4): refused with decode_failed, never a panic.
-    let grey = spec(gradient(Photometric::Monochrome2, 16, false, 1), 16, 16);
-    if let Some(encoded) = dcmtk("dcmcjpeg", &["+ee"], &synthetic_ct(&grey), dir.path()) {
-        let instance = Instance::open(&encoded).unwrap();
-        assert_eq!(instance.transfer_syntax(), "1.2.840.10008.1.2.4.51");
-        assert!(instance.frame(1).unwrap().media_type.starts_with("image/jpeg"));
-        let e = instance.render(1, &RenderOptions::default()).unwrap_err();
-        eprintln!("12-bit JPEG Extended: {e}");
-        assert_eq!(e.code(), "decode_failed", "{e}");
-        assert!(
-            e.to_string().contains("12") || e.to_string().to_lowercase().contains("precision"),
-            "{e}"
-        );
+}
+
+/// The sample precision P of a JPEG codestream's first SOF marker, read independently of
+/// the decoder.
+fn jpeg_precision(jpeg: &[u8]) -> u8 {
+    let at = jpeg
+        .windows(2)
+        .position(|w| w[0] == 0xFF && matches!(w[1], 0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF))
+        .expect("a SOF marker");
+    jpeg[at + 4]
+}
+
+/// 16-bit little-endian samples.
+fn words(bytes: &[u8]) -> Vec<i32> {
+    bytes
+        .chunks_exact(2)
+        .map(|c| i32::from(u16::from_le_bytes([c[0], c[1]])))
+        .collect()
+}
+
+/// Modality values (Rescale Slope and Intercept applied) of 16-bit unsigned samples: dcmtk's
+/// lossy encoders re-map the stored values of a CT and move Rescale Intercept to match.
+fn modality_values(part10: &[u8], samples: &[u8]) -> Vec<i32> {
+    let obj = OpenFileOptions::new()
+        .read_preamble(ReadPreamble::Always)
+        .from_reader(part10)
+        .unwrap();
+    let number = |tag| obj.element(tag).unwrap().to_float64().unwrap();
+    let (slope, intercept) = (number(tags::RESCALE_SLOPE), number(tags::RESCALE_INTERCEPT));
+    words(samples)
+        .into_iter()
+        .map(|v| (f64::from(v) * slope + intercept).round() as i32)
+        .collect()
+}
+
+/// (largest, mean) absolute difference of two sample lists of the same length.
+fn error(a: &[i32], b: &[i32]) -> (i32, f64) {
+    assert_eq!(a.len(), b.len());
+    let diffs: Vec<i32> = a.iter().zip(b).map(|(x, y)| (x - y).abs()).collect();
+    let max = diffs.iter().copied().max().unwrap_or(0);
+    (
+        max,
+        diffs.iter().map(|d| f64::from(*d)).sum::<f64>() / diffs.len() as f64,
+    )
+}
+
+#[test]
+fn dcmtk_12_bit_jpeg_extended_decodes_within_lossy_bounds_and_like_dcmtk() {
+    let dir = tempfile::tempdir().unwrap();
+    // A 12-bit CT (the disc with its ripple, 0..=4095 stored), three frames, sides that are
+    // not multiples of the 8×8 block.
+    let image = ImageSpec {
+        frames: 3,
+        ..ImageSpec::default()
+    };
+    let s = spec(image, 90, 100);
+    let original = synthetic_ct(&s);
+    let native = Instance::open(&original).unwrap();
+    let Some(encoded) = dcmtk("dcmcjpeg", &["+ee"], &original, dir.path()) else {
+        return;
+    };
+    let instance = Instance::open(&encoded).unwrap();
+    assert_eq!(instance.transfer_syntax(), "1.2.840.10008.1.2.4.51");
+    assert_eq!(instance.number_of_frames(), 3);
+    // dcmtk's own decoder (IJG libjpeg 12-bit) of the same codestreams.
+    let decompressed = dcmtk("dcmdjpeg", &[], &encoded, dir.path()).unwrap();
+    let dcmtk_decoded = Instance::open(&decompressed).unwrap();
+    let window = Some(Window::parse("40,400,linear").unwrap());
+    for f in 1..=3 {
+        let stored = instance.frame(f).unwrap();
+        assert_eq!(stored.media_type, "image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.51");
+        assert_eq!(jpeg_precision(&stored.bytes), 12, "frame {f} is a 12-bit codestream");
+
+        let ours = modality_values(&encoded, &instance.frame_native(f).unwrap().bytes);
+        let truth = modality_values(&original, &native.frame(f).unwrap().bytes);
+        assert_eq!(ours.len(), 90 * 100);
+        let (lo, hi) = (truth.iter().min().unwrap(), truth.iter().max().unwrap());
+        assert!(hi - lo > 255, "the source uses more than 8 bits ({lo}..={hi} HU)");
+        let (max, mean) = error(&ours, &truth);
+        eprintln!("frame {f}: against the original, max {max}, mean {mean:.3}");
+        assert!(max <= 32 && mean <= 2.0, "frame {f}: max {max}, mean {mean}");
+
+        let theirs = modality_values(&decompressed, &dcmtk_decoded.frame(f).unwrap().bytes);
+        let (max, mean) = error(&ours, &theirs);
+        eprintln!("frame {f}: against dcmdjpeg, max {max}, mean {mean:.3}");
+        assert!(max <= 1 && mean <= 0.01, "frame {f}: max {max}, mean {mean}");
+
+        // Rendered like dcmdjpeg's pixels (same window, same rescale).
+        for w in [window, None] {
+            let a = instance.display_image(f, w).unwrap();
+            let b = dcmtk_decoded.display_image(f, w).unwrap();
+            let worst = a
+                .as_bytes()
+                .iter()
+                .zip(b.as_bytes())
+                .map(|(x, y)| x.abs_diff(*y))
+                .max()
+                .unwrap();
+            assert!(worst <= 1, "frame {f} window {w:?}: off by {worst}");
+        }
     }
+    let rendered = instance.render(2, &RenderOptions::default()).unwrap();
+    assert_eq!((rendered.width, rendered.height), (100, 90));
+    assert!(image::load_from_memory(&rendered.bytes).is_ok());
+    assert_eq!(
+        instance.frame_native(4).unwrap_err().code(),
+        "frame_out_of_range",
+        "frame numbers are still checked"
+    );
+}
+
+#[test]
+fn twelve_bit_frames_in_many_fragments_or_labelled_baseline_decode_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = ImageSpec {
+        frames: 2,
+        ..ImageSpec::default()
+    };
+    let s = spec(image, 64, 96);
+    let original = synthetic_ct(&s);
+    let Some(whole) = dcmtk("dcmcjpeg", &["+ee"], &original, dir.path()) else {
+        return;
+    };
+    let whole = Instance::open(&whole).unwrap();
+    // Fragments of at most 1 KB and an empty basic offset table: frames are found by their
+    // SOI markers and their fragments joined.
+    let split = dcmtk("dcmcjpeg", &["+ee", "+fs", "1", "-ot"], &original, dir.path()).unwrap();
+    let split = Instance::open(&split).unwrap();
+    // The same codestreams under the baseline transfer syntax (as some archives mislabel
+    // them): the sample precision, not the label, picks the decoder.
+    let codestreams: Vec<Vec<u8>> = (1..=2).map(|f| whole.frame(f).unwrap().bytes).collect();
+    assert!(codestreams.iter().all(|c| c.len() > 1024), "each frame spans fragments");
+    let baseline = synthetic_encapsulated(
+        &s,
+        "1.2.840.10008.1.2.4.50",
+        &codestreams.iter().map(|c| vec![c.clone()]).collect::<Vec<_>>(),
+    );
+    let baseline = Instance::open(&baseline).unwrap();
+    for f in 1..=2 {
+        let want = whole.frame_native(f).unwrap();
+        assert_eq!(split.frame_native(f).unwrap(), want, "frame {f} from fragments");
+        assert_eq!(baseline.frame_native(f).unwrap(), want, "frame {f} labelled baseline");
+        assert!(baseline.render(f, &RenderOptions::default()).is_ok());
+    }
+}
+
+#[test]
+fn truncated_12_bit_jpeg_is_decode_failed_not_a_partial_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = spec(ImageSpec::default(), 64, 64);
+    let Some(encoded) = dcmtk("dcmcjpeg", &["+ee"], &synthetic_ct(&s), dir.path()) else {
+        return;
+    };
+    let codestream = Instance::open(&encoded).unwrap().frame(1).unwrap().bytes;
+    assert_eq!(jpeg_precision(&codestream), 12);
+    // A whole codestream whose data set says another size: refused, not cropped or padded.
+    let smaller = spec(ImageSpec::default(), 32, 64);
+    let mismatched = synthetic_encapsulated(&smaller, "1.2.840.10008.1.2.4.51", &[vec![codestream.clone()]]);
+    let e = Instance::open(&mismatched)
+        .unwrap()
+        .render(1, &RenderOptions::default())
+        .unwrap_err();
+    assert_eq!(e.code(), "decode_failed", "{e}");
+    for cut in [codestream.len() / 2, 40, 3] {
+        let broken = synthetic_encapsulated(&s, "1.2.840.10008.1.2.4.51", &[vec![codestream[..cut].to_vec()]]);
+        let instance = Instance::open(&broken).unwrap();
+        let e = instance.render(1, &RenderOptions::default()).unwrap_err();
+        assert_eq!(e.code(), "decode_failed", "cut at {cut}: {e}");
+    }
+}
+
+#[test]
+fn corrupted_12_bit_jpeg_codestreams_are_refused_or_rendered_never_a_crash() {
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let s = spec(ImageSpec::default(), 48, 40);
+    let Some(encoded) = dcmtk("dcmcjpeg", &["+ee"], &synthetic_ct(&s), dir.path()) else {
+        return;
+    };
+    let codestream = Instance::open(&encoded).unwrap().frame(1).unwrap().bytes;
+    let (mut rendered, mut refused) = (0, 0);
+    for case in 0..3000u64 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(case);
+        let mut bytes = codestream.clone();
+        for _ in 0..rng.gen_range(1..=8) {
+            let i = rng.gen_range(2..bytes.len());
+            bytes[i] = rng.gen();
+        }
+        if rng.gen_bool(0.2) {
+            bytes.truncate(rng.gen_range(2..bytes.len()));
+        }
+        let instance = Instance::open(&synthetic_encapsulated(&s, "1.2.840.10008.1.2.4.51", &[vec![bytes]])).unwrap();
+        match instance.render(1, &RenderOptions::default()) {
+            Ok(_) => rendered += 1,
+            Err(e) => {
+                assert!(matches!(e.code(), "decode_failed" | "not_an_image"), "case {case}: {e}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(rendered > 0 && refused > 0, "rendered {rendered}, refused {refused}");
 }
 
 #[test]

@@ -46,6 +46,49 @@ fn id(v: &Value) -> Uuid {
 }
 
 impl Org {
+    /// A further account of `hospital`, created by that hospital's administrator (`admin`'s
+    /// token) with these role ids and a phone, logged in from a PC: (token, account id). The
+    /// login is `login` with the fixture's suffix.
+    pub async fn add_user(
+        &self,
+        s: &TestServer,
+        hospital: Uuid,
+        admin: &str,
+        login: &str,
+        roles: Vec<Value>,
+    ) -> (String, Uuid) {
+        let login = format!("{login}.{}", self.suffix);
+        let r = s
+            .post(
+                &format!("/api/v1/hospitals/{hospital}/users"),
+                Some(admin),
+                json!({"login": login, "name": login, "phone": "13700000000", "roles": roles, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        (s.login(&login, PASSWORD).await.0, id(&r.body))
+    }
+
+    /// The id of `hospital`'s role called `name` (e.g. a built-in `doctor`), as its
+    /// administrator `admin` lists them.
+    pub async fn role(s: &TestServer, hospital: Uuid, admin: &str, name: &str) -> Value {
+        let head = s.head().await;
+        let r = s
+            .get(
+                &format!("/api/v1/hospitals/{hospital}/roles?min_position={head}"),
+                Some(admin),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|role| role["name"] == name)
+            .map(|role| role["role_id"].clone())
+            .unwrap_or_else(|| panic!("no role {name}: {}", r.body))
+    }
+
     pub async fn build(s: &TestServer) -> Org {
         let suffix = Uuid::new_v4().simple().to_string()[..8].to_string();
         let (operator, _) = s.login("operator", OPERATOR_PASSWORD).await;

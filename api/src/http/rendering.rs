@@ -23,6 +23,7 @@ use medledger_dicom_ingest::render::{Format, Instance, RenderError, RenderOption
 use medledger_dicom_ingest::render_cache::{render_blocking, CacheError, RenderRequest};
 use medledger_projections::read_models::instances::{find, InstanceView};
 
+use super::dicomweb::available;
 use super::extract::{ApiPath, Authenticated, MinPosition};
 use super::problem::ApiError;
 use super::AppState;
@@ -170,8 +171,8 @@ fn negotiate(headers: &HeaderMap) -> Result<Format, ApiError> {
     })
 }
 
-/// The caller's hospital's instances at this path (404 for none, another hospital's, or no
-/// `study.view`-scoped hospital).
+/// The caller's hospital's instances at this path (404 for none, another hospital's, no
+/// `study.view`-scoped hospital or a deleted study; 410 erased, 409 archived, as retrieval).
 async fn instances(
     state: &AppState,
     p: &medledger_commands::identity::Principal,
@@ -191,9 +192,7 @@ async fn instances(
         INSTANCE_LIMIT,
     )
     .await?;
-    if found.is_empty() {
-        return Err(ApiError::not_found());
-    }
+    available(found.iter().map(|i| (i.deleted, i.storage_tier.as_str(), i.erased)))?;
     Ok(found)
 }
 
