@@ -290,7 +290,11 @@ async fn phase_totals(env: &Env) -> anyhow::Result<std::collections::BTreeMap<St
             ("medledger_append_writer_wait_seconds_", "writer wait"),
         ] {
             if let Some(rest) = line.strip_prefix(metric) {
-                let value = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+                let value = line
+                    .rsplit(' ')
+                    .next()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0);
                 let entry = totals.entry(name.to_string()).or_default();
                 if rest.starts_with("sum") {
                     entry.0 = value;
@@ -302,7 +306,11 @@ async fn phase_totals(env: &Env) -> anyhow::Result<std::collections::BTreeMap<St
         // Time each read model held the writer (sum only: the share of the run).
         if let Some(rest) = line.strip_prefix("medledger_projection_apply_seconds_sum{projection=\"") {
             let name = rest.split('"').next().unwrap_or_default();
-            let value = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            let value = line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
             totals.entry(format!("projection {name}")).or_default().0 = value;
             continue;
         }

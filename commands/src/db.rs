@@ -434,6 +434,41 @@ mod tests {
         assert_eq!(n, 2, "both updates kept");
     }
 
+    /// The writer does not checkpoint the write-ahead log on commit; the store's
+    /// checkpointer copies it into the database file beside it.
+    #[tokio::test]
+    async fn sqlite_log_is_checkpointed_beside_the_writer() {
+        use crate::store::sqlite::SqliteEventStore;
+        use crate::store::EventStore;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("medledger.db");
+        let store = SqliteEventStore::open(&path).await.unwrap();
+        let db = store.db();
+        db.execute("CREATE TABLE blobs (b BLOB)", &[]).await.unwrap();
+        let size = || std::fs::metadata(&path).unwrap().len();
+        let before = size();
+        for _ in 0..16 {
+            db.execute(
+                "INSERT INTO blobs (b) VALUES ($1)",
+                &[super::Arg::Bytes(vec![7; 256 * 1024])],
+            )
+            .await
+            .unwrap();
+        }
+        let wal = std::fs::metadata(dir.path().join("medledger.db-wal")).unwrap().len();
+        assert!(wal > 4 << 20, "the writes are in the log ({wal} bytes)");
+        let started = std::time::Instant::now();
+        while size() < before + (4 << 20) {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "never checkpointed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        drop(store);
+    }
+
     /// Read-model transactions relax `synchronous` on the shared SQLite writer;
     /// every durable write sets it back first.
     #[tokio::test]

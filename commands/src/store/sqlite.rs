@@ -28,6 +28,8 @@ pub struct SqliteEventStore {
     reader: SqlitePool,
     writer: GroupCommitWriter,
     appended: Arc<Notify>,
+    /// While any clone lives, the checkpointer runs.
+    _alive: Arc<()>,
 }
 
 impl SqliteEventStore {
@@ -39,11 +41,17 @@ impl SqliteEventStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
+            // Keep the write-ahead log file from staying large after a burst.
+            .pragma("journal_size_limit", "67108864")
             .foreign_keys(true);
+        // The writer never checkpoints on commit (`wal_autocheckpoint = 0`): a
+        // checkpoint copies pages into the database and fsyncs it, and done by the
+        // one writer it stalls every append and projection behind it (measured:
+        // STOW-RS 576 → 725 instances/s without it). [`checkpointer`] does it beside.
         let writer_pool = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .connect_with(opts.clone())
+            .connect_with(opts.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         MIGRATOR
             .run(&writer_pool)
@@ -51,8 +59,10 @@ impl SqliteEventStore {
             .map_err(|e| StoreError::Corrupt(format!("migration failed: {e}")))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(opts.read_only(true))
+            .connect_with(opts.clone().read_only(true))
             .await?;
+        let alive = Arc::new(());
+        tokio::spawn(checkpointer(opts.clone(), Arc::downgrade(&alive)));
         let appended = Arc::new(Notify::new());
         let writer = GroupCommitWriter::spawn(
             SqliteCommitter {
@@ -65,8 +75,42 @@ impl SqliteEventStore {
             reader,
             writer,
             appended,
+            _alive: alive,
         })
     }
+}
+
+/// How often the write-ahead log is checkpointed into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Checkpoint the write-ahead log from a connection of its own, so the writer
+/// never waits for it. `PASSIVE` takes no lock writers need: it copies what no
+/// reader still uses and leaves the rest for the next round; the next writer
+/// then starts the log over from the beginning. Runs until the store (every
+/// clone) is dropped.
+async fn checkpointer(opts: SqliteConnectOptions, alive: std::sync::Weak<()>) {
+    let pool = match SqlitePoolOptions::new().max_connections(1).connect_with(opts).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "no SQLite checkpointer connection; the log is checkpointed on close only");
+            return;
+        }
+    };
+    let mut last_error = None::<String>;
+    while alive.strong_count() > 0 {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            Ok(_) => last_error = None,
+            Err(e) => {
+                let e = e.to_string();
+                if last_error.as_ref() != Some(&e) {
+                    tracing::warn!(error = %e, "SQLite checkpoint failed; retrying");
+                }
+                last_error = Some(e);
+            }
+        }
+    }
+    pool.close().await;
 }
 
 struct SqliteCommitter {
