@@ -733,7 +733,7 @@ async fn qido_level(
 
 /// Can the instances found be served? Nothing found or a deleted study: 404; objects erased
 /// with their patient: 410 `study_erased`; archived: 409 `study_archived` (retrieve first).
-fn available<'a>(found: impl Iterator<Item = (bool, &'a str, bool)>) -> Result<(), ApiError> {
+pub(super) fn available<'a>(found: impl Iterator<Item = (bool, &'a str, bool)>) -> Result<(), ApiError> {
     let mut any = false;
     for (deleted, tier, erased) in found {
         any = true;
