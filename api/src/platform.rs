@@ -1,12 +1,12 @@
 //! Assembling the running platform from configuration: store, keys, codec,
-//! bus, relay, projection runner and the series thumbnail worker, and stopping
+//! bus, blob store, relay, projection runner and the series thumbnail worker, and stopping
 //! them in order.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use futures::StreamExt;
-use medledger_commands::blobs::BlobStore;
+use medledger_commands::blobs::{BlobLocation, BlobStore};
 use medledger_commands::clock::Clock;
 use medledger_commands::codec::{EventCodec, Upcasters};
 use medledger_commands::crypto::{KeyStore, MasterKey};
@@ -45,6 +45,16 @@ pub struct Platform {
     series_thumbnails: Option<std::time::Duration>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// Open the blob store named by the configuration (default `<data-dir>/blobs`).
+pub fn open_blobs(config: &Config) -> anyhow::Result<BlobStore> {
+    let location = match &config.blob_store {
+        Some(spec) => BlobLocation::parse(spec)?,
+        None => BlobLocation::Local(config.data_dir.join("blobs")),
+    };
+    BlobStore::open(&location, &config.blob_store_options)
+        .with_context(|| format!("opening the blob store {location:?}"))
 }
 
 /// Open the store named by the configuration (applying migrations).
@@ -98,7 +108,7 @@ impl Platform {
             db: store.db(),
             clock: clock.clone(),
         });
-        let blobs = BlobStore::local(&config.data_dir.join("blobs")).context("opening the blob store")?;
+        let blobs = open_blobs(config)?;
         let renders = Arc::new(RenderCache::new(blobs.clone(), DEFAULT_CAPACITY_BYTES));
         let app = App::new(store, codec, clock);
         Ok(Platform {
