@@ -577,8 +577,13 @@ mod tests {
             "hospital_id": Uuid::nil(),
             "study_instance_uid": "1.2.3",
             "sop_instance_uid": "1.2.3.4",
-            "patient": {"patient_id": {"$pii": {"subject": Uuid::nil(), "key_id": "k", "nonce": "n", "ciphertext": "c"}}},
-            "attributes": {"series_instance_uid": "1.2.3.9", "sop_class_uid": "x", "transfer_syntax_uid": "y", "number_of_frames": 1},
+            "patient": {"patient_id": {"$pii": {
+                "subject": Uuid::nil(), "key_id": "k", "nonce": "n", "ciphertext": "c"
+            }}},
+            "attributes": {
+                "series_instance_uid": "1.2.3.9", "sop_class_uid": "x", "transfer_syntax_uid": "y",
+                "number_of_frames": 1
+            },
         });
         let facts = StudyFacts::deserialize(&payload).unwrap();
         assert_eq!(facts.study_instance_uid, "1.2.3");

@@ -289,7 +289,8 @@ async fn load(state: &AppState, blob_key: &str) -> Result<bytes::Bytes, ApiError
     responses((status = 200, description = "image/jpeg or image/png"),
               (status = 400, body = super::problem::Problem), (status = 401, body = super::problem::Problem),
               (status = 403, body = super::problem::Problem), (status = 404, body = super::problem::Problem),
-              (status = 406, body = super::problem::Problem), (status = 422, body = super::problem::Problem)))]
+              (status = 406, body = super::problem::Problem), (status = 409, body = super::problem::Problem),
+              (status = 410, body = super::problem::Problem), (status = 422, body = super::problem::Problem)))]
 pub async fn rendered(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
@@ -321,7 +322,8 @@ pub async fn rendered(
            ("quality" = Option<u8>, Query, description = "JPEG quality 1..100")),
     responses((status = 200, description = "image/jpeg or image/png"),
               (status = 400, body = super::problem::Problem), (status = 401, body = super::problem::Problem),
-              (status = 404, body = super::problem::Problem), (status = 406, body = super::problem::Problem)))]
+              (status = 404, body = super::problem::Problem), (status = 406, body = super::problem::Problem),
+              (status = 409, body = super::problem::Problem), (status = 410, body = super::problem::Problem)))]
 pub async fn thumbnail(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
@@ -345,7 +347,8 @@ pub async fn thumbnail(
            ("frames" = String, Path, description = "comma-separated 1-based frame numbers")),
     responses((status = 200, description = "multipart/related; one part per frame"),
               (status = 400, body = super::problem::Problem), (status = 401, body = super::problem::Problem),
-              (status = 404, body = super::problem::Problem), (status = 406, body = super::problem::Problem)))]
+              (status = 404, body = super::problem::Problem), (status = 406, body = super::problem::Problem),
+              (status = 409, body = super::problem::Problem), (status = 410, body = super::problem::Problem)))]
 pub async fn frames(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
