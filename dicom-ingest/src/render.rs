@@ -386,6 +386,21 @@ impl Instance {
         }
     }
 
+    /// Frame `frame` (1-based) decoded by dicom-pixeldata, once what its decoders do not check
+    /// has been: an RLE frame's header and segments (see [`check_rle_frame`]).
+    fn decode_frame(&self, frame: u32) -> Result<dicom_pixeldata::DecodedPixelData<'_>, RenderError> {
+        if self.transfer_syntax == RLE {
+            if let DicomValue::PixelSequence(seq) = self.pixel_value()? {
+                if let Some(fragment) = seq.fragments().get((frame - 1) as usize) {
+                    check_rle_frame(fragment, &self.attrs)?;
+                }
+            }
+        }
+        self.object
+            .decode_pixel_data_frame(frame - 1)
+            .map_err(|e| decode_error(&self.transfer_syntax, e))
+    }
+
     /// Frame `frame` (1-based) in native form whatever the transfer syntax: compressed frames
     /// are decoded (colour comes out as interleaved RGB), native frames are served as stored.
     /// For clients that ask for `application/octet-stream` frames of a compressed instance.
@@ -399,10 +414,7 @@ impl Instance {
             Some(t) if t.can_decode_all() => {}
             _ => return Err(RenderError::UnsupportedTransferSyntax(ts.to_string())),
         }
-        let decoded = self
-            .object
-            .decode_pixel_data_frame(frame - 1)
-            .map_err(|e| decode_error(ts, e))?;
+        let decoded = self.decode_frame(frame)?;
         Ok(StoredFrame {
             media_type: format!("application/octet-stream; transfer-syntax={EXPLICIT_VR_LE}"),
             bytes: decoded.into_data(),
@@ -430,10 +442,7 @@ impl Instance {
             if native && (a.photometric.ends_with("_422") || a.bits_allocated == 1) {
                 (Cow::Owned(self.frame(frame)?.bytes), a.photometric.clone(), a.planar)
             } else {
-                let decoded = self
-                    .object
-                    .decode_pixel_data_frame(frame - 1)
-                    .map_err(|e| decode_error(ts, e))?;
+                let decoded = self.decode_frame(frame)?;
                 let photometric = if native {
                     a.photometric.clone()
                 } else if a.samples == 3 {
@@ -534,6 +543,69 @@ impl Instance {
         let image = fit(image, options.viewport)?;
         encode(&image, options.format, options.quality)
     }
+}
+
+/// Can dicom-transfer-syntax-registry 0.10 decode this RLE Lossless frame (PS3.5 Annex G)
+/// without panicking? It reads the header's segment count as a vector size and its offsets
+/// without bounds, and indexes each decoded segment up to rows × columns without checking its
+/// length (found by `cargo fuzz`, target `render`). So: a 64-byte header of 1 to 15 ordered
+/// offsets inside the fragment, and every segment the frame needs decoding to at least one
+/// byte per pixel.
+fn check_rle_frame(fragment: &[u8], a: &Attributes) -> Result<(), RenderError> {
+    let bad = |why: &str| RenderError::DecodeFailed(format!("RLE frame: {why}"));
+    let header = fragment
+        .get(..64)
+        .ok_or_else(|| bad("shorter than its 64-byte header"))?;
+    let word = |i: usize| {
+        let bytes = [header[4 * i], header[4 * i + 1], header[4 * i + 2], header[4 * i + 3]];
+        u32::from_le_bytes(bytes) as usize
+    };
+    let segments = word(0);
+    if !(1..=15).contains(&segments) {
+        return Err(bad("the header names 1 to 15 segments"));
+    }
+    let mut offsets: Vec<usize> = (1..=segments).map(word).collect();
+    offsets.push(fragment.len());
+    if offsets[0] < 64 || offsets.windows(2).any(|w| w[0] > w[1]) {
+        return Err(bad("segment offsets out of order or outside the fragment"));
+    }
+    let needed = usize::from(a.samples) * usize::from(a.bits_allocated / 8);
+    if needed > segments {
+        return Err(bad("fewer segments than samples and bytes per sample"));
+    }
+    let pixels = a.rows as usize * a.columns as usize;
+    for s in 0..needed {
+        if packbits_len(&fragment[offsets[s]..offsets[s + 1]]) < pixels {
+            return Err(bad("a segment decodes to fewer bytes than the frame has pixels"));
+        }
+    }
+    Ok(())
+}
+
+/// How many bytes a PackBits segment decodes to, read the way dicom-transfer-syntax-registry
+/// reads it (a literal run may be cut short by the segment's end).
+fn packbits_len(segment: &[u8]) -> usize {
+    let (mut at, mut out) = (0, 0);
+    while at < segment.len() {
+        let h = segment[at] as i8;
+        at += 1;
+        match h {
+            -127..=-1 => {
+                if at >= segment.len() {
+                    break;
+                }
+                out += (1 - h as isize) as usize;
+                at += 1;
+            }
+            0.. => {
+                let n = h as usize + 1;
+                out += n.min(segment.len() - at);
+                at += n;
+            }
+            -128 => {}
+        }
+    }
+    out
 }
 
 /// Fits `image` into the viewport (keeping aspect), and always within [`MAX_DIMENSION`].

@@ -167,9 +167,11 @@ fn fuzzer_findings_are_refused_without_large_allocations() {
         private_tags: true,
         ..CtSpec::default()
     });
-    let at = sl.windows(6).position(|w| w == [0x20, 0x00, 0x10, 0x00, b'S', b'H']).unwrap();
+    let at = sl
+        .windows(6)
+        .position(|w| w == [0x20, 0x00, 0x10, 0x00, b'S', b'H'])
+        .unwrap();
     sl[at + 5] = b'L';
     assert!(!ingest_and_retrieve(&sl), "refused");
     assert_no_large_allocation("Study ID as a 2-byte SL");
 }
-

@@ -8,7 +8,7 @@ use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 use image::{DynamicImage, GenericImageView};
-use medledger_dicom_ingest::generate::pixel_data;
+use medledger_dicom_ingest::generate::{pixel_data, rle_lossless_frame};
 use medledger_dicom_ingest::render::{Format, Instance, RenderError, RenderOptions, VoiFunction, Window};
 use medledger_dicom_ingest::{synthetic_ct, synthetic_encapsulated, CtSpec, ImageSpec, Pattern, Photometric};
 
@@ -610,4 +610,64 @@ fn jpeg_2000_from_openjpeg_decodes_exactly() {
     assert_eq!(&stored.bytes[..codestream.len()], &codestream[..]);
     assert_same_display(&native, &instance, 1, Some(Window::parse("1024,4096,linear").unwrap()));
     assert_same_display(&native, &instance, 1, None);
+}
+
+/// Our own RLE encoding decodes to the samples it was made from, 8 and 16 bits.
+#[test]
+fn rle_frames_of_our_encoder_decode_exactly() {
+    for bits in [8, 16] {
+        let spec = spec(gradient(Photometric::Monochrome2, bits, false, 1), 16, 40);
+        let native = pixel_data(&spec);
+        let rle = synthetic_encapsulated(&spec, "1.2.840.10008.1.2.5", &[vec![rle_lossless_frame(&native, bits)]]);
+        let decoded = Instance::open(&rle).unwrap().frame_native(1).unwrap();
+        assert_eq!(decoded.bytes, native, "{bits} bits");
+    }
+}
+
+/// Found by `cargo fuzz` (target `render`): dicom-transfer-syntax-registry 0.10 panicked on an
+/// RLE segment that decodes to fewer bytes than the frame has pixels, and trusts the header's
+/// segment count and offsets. Such frames are refused as `decode_failed`, never a panic.
+#[test]
+fn hostile_rle_frames_are_refused_not_panicked() {
+    let spec = spec(gradient(Photometric::Monochrome2, 8, false, 1), 16, 16);
+    let good = rle_lossless_frame(&pixel_data(&spec), 8);
+    let word = |frame: &mut Vec<u8>, at: usize, value: u32| frame[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    let mut short_segment = rle_lossless_frame(&pixel_data(&spec)[..100], 8);
+    short_segment.truncate(short_segment.len() & !1);
+    let mut huge_count = good.clone();
+    word(&mut huge_count, 0, u32::MAX);
+    let mut no_segments = good.clone();
+    word(&mut no_segments, 0, 0);
+    let mut backwards = good.clone();
+    word(&mut backwards, 0, 2);
+    word(&mut backwards, 8, 64);
+    word(&mut backwards, 4, 100);
+    let mut beyond = good.clone();
+    word(&mut beyond, 4, 1 << 30);
+    for (name, frame) in [
+        ("a segment shorter than the frame", short_segment),
+        ("4 billion segments", huge_count),
+        ("no segments", no_segments),
+        ("offsets out of order", backwards),
+        ("an offset beyond the fragment", beyond),
+        ("no header", good[..40].to_vec()),
+    ] {
+        let bytes = synthetic_encapsulated(&spec, "1.2.840.10008.1.2.5", &[vec![frame]]);
+        let instance = Instance::open(&bytes).unwrap();
+        for outcome in [
+            instance.frame_native(1).map(|_| ()),
+            instance.render(1, &RenderOptions::default()).map(|_| ()),
+        ] {
+            assert!(
+                matches!(outcome, Err(RenderError::DecodeFailed(_))),
+                "{name}: {outcome:?}"
+            );
+        }
+    }
+    // The untouched frame still decodes.
+    let bytes = synthetic_encapsulated(&spec, "1.2.840.10008.1.2.5", &[vec![good]]);
+    assert!(Instance::open(&bytes)
+        .unwrap()
+        .render(1, &RenderOptions::default())
+        .is_ok());
 }
