@@ -671,3 +671,59 @@ fn hostile_rle_frames_are_refused_not_panicked() {
         .render(1, &RenderOptions::default())
         .is_ok());
 }
+
+/// Found by `cargo fuzz` (target `render`): a JPEG frame larger than Rows × Columns made
+/// dicom-pixeldata's JPEG adapter copy past its buffer and panic. Codestreams (JPEG, JPEG-LS,
+/// JPEG 2000) declaring more than the data set describes are refused before decoding.
+#[test]
+fn compressed_frames_larger_than_their_data_set_are_refused_not_panicked() {
+    let small = spec(gradient(Photometric::Monochrome2, 8, false, 1), 16, 16);
+    let grey: Vec<u8> = (0..32 * 32).map(|i| (i % 251) as u8).collect();
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+        .encode(&grey, 32, 32, image::ExtendedColorType::L8)
+        .unwrap();
+    // JPEG-LS: SOI, SOF55 (precision 8, 64 × 64, one component), then nothing sensible.
+    let jls = [
+        &[0xFF, 0xD8, 0xFF, 0xF7, 0x00, 0x0B, 0x08, 0x00, 0x40, 0x00, 0x40, 0x01][..],
+        &[0x01, 0x11, 0x00, 0xFF, 0xD9, 0x00][..],
+    ]
+    .concat();
+    // JPEG 2000: SOC, SIZ (64 × 64, `components` components of 8 bits).
+    let j2k = |components: u16| {
+        let mut siz = vec![0xFF, 0x4F, 0xFF, 0x51];
+        siz.extend_from_slice(&(38 + 3 * components).to_be_bytes());
+        siz.extend_from_slice(&[0, 0]);
+        for v in [64u32, 64, 0, 0, 64, 64, 0, 0] {
+            siz.extend_from_slice(&v.to_be_bytes());
+        }
+        siz.extend_from_slice(&components.to_be_bytes());
+        for _ in 0..components {
+            siz.extend_from_slice(&[7, 1, 1]);
+        }
+        siz.extend_from_slice(&[0xFF, 0xD9]);
+        siz
+    };
+    for (name, ts, frame) in [
+        ("JPEG of 32 × 32", "1.2.840.10008.1.2.4.50", jpeg),
+        ("JPEG-LS of 64 × 64", "1.2.840.10008.1.2.4.80", jls),
+        ("JPEG 2000 of 64 × 64", "1.2.840.10008.1.2.4.90", j2k(1)),
+    ] {
+        let bytes = synthetic_encapsulated(&small, ts, &[vec![frame]]);
+        let instance = Instance::open(&bytes).unwrap();
+        for outcome in [
+            instance.frame_native(1).map(|_| ()),
+            instance.render(1, &RenderOptions::default()).map(|_| ()),
+        ] {
+            assert!(
+                matches!(outcome, Err(RenderError::DecodeFailed(_))),
+                "{name}: {outcome:?}"
+            );
+        }
+    }
+    // Three JPEG 2000 components where the data set has one sample per pixel.
+    let big = spec(gradient(Photometric::Monochrome2, 8, false, 1), 64, 64);
+    let bytes = synthetic_encapsulated(&big, "1.2.840.10008.1.2.4.90", &[vec![j2k(3)]]);
+    let outcome = Instance::open(&bytes).unwrap().frame_native(1);
+    assert!(matches!(outcome, Err(RenderError::DecodeFailed(_))), "{outcome:?}");
+}
