@@ -8,10 +8,15 @@
 //! Small images (8 to 32 pixels a side) keep executions fast; the set covers every
 //! photometric interpretation and bit depth the generator writes, multi-frame objects,
 //! private tags, an object without Pixel Data, and encapsulated Pixel Data: real baseline
-//! JPEG and RLE frames, and JPEG-LS / JPEG 2000 / JPEG lossless transfer syntaxes carrying
-//! fragments their decoders must refuse gracefully.
+//! JPEG, RLE and JPEG-LS frames, and JPEG-LS / JPEG 2000 / JPEG lossless transfer syntaxes
+//! carrying fragments their decoders must refuse gracefully. (No JPEG 2000 encoder is at
+//! hand: the `render` target reaches OpenJPEG only through mutated headers.)
 
 use std::path::PathBuf;
+
+use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+use dicom_pixeldata::Transcode;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use medledger_dicom_ingest::generate::{pixel_data, rle_lossless_frame};
 use medledger_dicom_ingest::{synthetic_ct, synthetic_encapsulated, tags, CtSpec, ImageSpec, Pattern, Photometric};
@@ -137,6 +142,25 @@ fn main() {
             &[vec![rle_lossless_frame(&samples16, 16)]],
         ),
     ));
+
+    // JPEG-LS (CharLS through dicom-pixeldata's transcoder), 8 and 16 bits.
+    for (name, image) in [
+        ("jpeg-ls-8", grey_spec.image.clone()),
+        ("jpeg-ls-16", ImageSpec::default()),
+    ] {
+        let native = synthetic_ct(&spec(next(), 16, image));
+        let mut object = dicom_object::OpenFileOptions::new()
+            .read_preamble(dicom_object::file::ReadPreamble::Always)
+            .from_reader(&native[..])
+            .expect("a generated instance");
+        let jpeg_ls = TransferSyntaxRegistry
+            .get("1.2.840.10008.1.2.4.80")
+            .expect("JPEG-LS lossless");
+        object.transcode(jpeg_ls).expect("CharLS encodes");
+        let mut bytes = Vec::new();
+        object.write_all(&mut bytes).expect("written");
+        seeds.push((name.into(), bytes));
+    }
 
     // Transfer syntaxes whose decoders must refuse what is not their codestream.
     for (name, ts) in [
