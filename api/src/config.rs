@@ -36,6 +36,26 @@ pub struct Config {
     /// PostgreSQL pool size per process.
     #[arg(long, env = "MEDLEDGER_DATABASE_POOL", default_value_t = 24)]
     pub database_pool: u32,
+
+    /// Where DICOM objects, logos and renders are kept: `s3://bucket/prefix` for an
+    /// S3-compatible object store (endpoint, region and credentials from the standard `AWS_*`
+    /// variables), a folder path or `file:///path`; default `<data-dir>/blobs`.
+    #[arg(long, env = "MEDLEDGER_BLOB_STORE")]
+    pub blob_store: Option<String>,
+
+    /// Object store options (`aws_endpoint`, `aws_access_key_id`, …) that override the `AWS_*`
+    /// environment; set by tests and embedders, not a flag.
+    #[arg(skip)]
+    pub blob_store_options: Vec<(String, String)>,
+
+    /// Render each series' thumbnail in the background when it arrives (after a quiet period),
+    /// so the first request is answered from the cache.
+    #[arg(long, env = "MEDLEDGER_SERIES_THUMBNAILS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub series_thumbnails: bool,
+
+    /// Milliseconds without a new instance in a series before its thumbnail is rendered.
+    #[arg(long, env = "MEDLEDGER_SERIES_THUMBNAIL_QUIET_MS", default_value_t = 2000)]
+    pub series_thumbnail_quiet_ms: u64,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -87,6 +107,10 @@ impl Config {
             nats_subject_prefix: "medledger".into(),
             master_key: None,
             database_pool: 24,
+            blob_store: None,
+            blob_store_options: vec![],
+            series_thumbnails: true,
+            series_thumbnail_quiet_ms: 2000,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! - [`http`]: routes (one group per file), problem+json errors, idempotency,
 //!   read-your-writes, metrics and the OpenAPI document;
 //! - [`server`]: starting and stopping it all;
+//! - [`series_thumbnails`]: the worker that renders each series' thumbnail when it arrives;
 //! - [`import`]: `medledger import` of a folder of DICOM files;
 //! - [`bench`]: `medledger bench`; [`bench_logins`]: `medledger bench-logins`.
 //!
@@ -20,5 +21,6 @@ pub mod config;
 pub mod http;
 pub mod import;
 pub mod platform;
+pub mod series_thumbnails;
 pub mod server;
 pub mod telemetry;

@@ -1,11 +1,12 @@
 //! Assembling the running platform from configuration: store, keys, codec,
-//! bus, relay and projection runner, and stopping them in order.
+//! bus, blob store, relay, projection runner and the series thumbnail worker, and stopping
+//! them in order.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use futures::StreamExt;
-use medledger_commands::blobs::BlobStore;
+use medledger_commands::blobs::{BlobLocation, BlobStore};
 use medledger_commands::clock::Clock;
 use medledger_commands::codec::{EventCodec, Upcasters};
 use medledger_commands::crypto::{KeyStore, MasterKey};
@@ -15,6 +16,7 @@ use medledger_commands::store::postgres::PgEventStore;
 use medledger_commands::store::sqlite::SqliteEventStore;
 use medledger_commands::store::EventStore;
 use medledger_commands::App;
+use medledger_dicom_ingest::render_cache::{RenderCache, DEFAULT_CAPACITY_BYTES};
 use medledger_projections::bus::in_process::InProcessBus;
 use medledger_projections::bus::nats::{NatsBus, NatsConfig};
 use medledger_projections::bus::Bus;
@@ -23,6 +25,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::series_thumbnails::{self, SeriesThumbnails};
 
 pub struct Platform {
     pub app: App,
@@ -30,12 +33,28 @@ pub struct Platform {
     pub bus: Arc<dyn Bus>,
     /// Where reset codes and other messages go.
     pub notifier: Arc<dyn Notifier>,
-    /// Hospital logos (and later DICOM objects).
+    /// DICOM objects, hospital logos, renders.
     pub blobs: BlobStore,
+    /// Thumbnails and small renders (memory, then the object store), shared by the HTTP
+    /// handlers and the series thumbnail worker.
+    pub renders: Arc<RenderCache>,
+    /// What the series thumbnail worker did.
+    pub thumbnails: Arc<series_thumbnails::Stats>,
     /// Held so tests can delete their JetStream stream.
     pub nats: Option<NatsBus>,
+    series_thumbnails: Option<std::time::Duration>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// Open the blob store named by the configuration (default `<data-dir>/blobs`).
+pub fn open_blobs(config: &Config) -> anyhow::Result<BlobStore> {
+    let location = match &config.blob_store {
+        Some(spec) => BlobLocation::parse(spec)?,
+        None => BlobLocation::Local(config.data_dir.join("blobs")),
+    };
+    BlobStore::open(&location, &config.blob_store_options)
+        .with_context(|| format!("opening the blob store {location:?}"))
 }
 
 /// Open the store named by the configuration (applying migrations).
@@ -89,7 +108,8 @@ impl Platform {
             db: store.db(),
             clock: clock.clone(),
         });
-        let blobs = BlobStore::local(&config.data_dir.join("blobs")).context("opening the blob store")?;
+        let blobs = open_blobs(config)?;
+        let renders = Arc::new(RenderCache::new(blobs.clone(), DEFAULT_CAPACITY_BYTES));
         let app = App::new(store, codec, clock);
         Ok(Platform {
             app,
@@ -97,13 +117,19 @@ impl Platform {
             bus,
             notifier,
             blobs,
+            renders,
+            thumbnails: Arc::default(),
             nats,
+            series_thumbnails: config
+                .series_thumbnails
+                .then(|| std::time::Duration::from_millis(config.series_thumbnail_quiet_ms)),
             shutdown: watch::channel(false).0,
             tasks: vec![],
         })
     }
 
-    /// Catch projections up, then run the relay and follow the bus.
+    /// Catch projections up, then run the relay, follow the bus and render series
+    /// thumbnails as series arrive.
     pub async fn start(&mut self) -> anyhow::Result<()> {
         self.runner.prepare().await.context("preparing projections")?;
         self.runner.catch_up_all().await.context("catching projections up")?;
@@ -114,6 +140,18 @@ impl Platform {
         };
         self.tasks.push(tokio::spawn(relay.run(self.shutdown.subscribe())));
         self.tasks.extend(self.runner.spawn(self.shutdown.subscribe()));
+        if let Some(quiet) = self.series_thumbnails {
+            let worker = SeriesThumbnails {
+                store: self.app.store.clone(),
+                bus: self.bus.clone(),
+                status: self.runner.status(),
+                renders: self.renders.clone(),
+                blobs: self.blobs.clone(),
+                quiet,
+                stats: self.thumbnails.clone(),
+            };
+            self.tasks.push(tokio::spawn(worker.run(self.shutdown.subscribe())));
+        }
         self.tasks.push(tokio::spawn(invalidate_sessions(
             self.bus.clone(),
             self.app.auth.clone(),

@@ -20,6 +20,10 @@ pub struct RunningServer {
     pub app: medledger_commands::App,
     pub status: medledger_projections::Status,
     pub blobs: medledger_commands::blobs::BlobStore,
+    /// The render cache the thumbnail endpoints and the series thumbnail worker share.
+    pub renders: Arc<medledger_dicom_ingest::render_cache::RenderCache>,
+    /// What the series thumbnail worker did.
+    pub thumbnails: Arc<crate::series_thumbnails::Stats>,
     stop: oneshot::Sender<()>,
     handle: JoinHandle<anyhow::Result<()>>,
 }
@@ -159,14 +163,13 @@ pub async fn start(config: &Config, options: HttpOptions, clock: Arc<dyn Clock>)
         notifier: platform.notifier.clone(),
         blobs: platform.blobs.clone(),
         public_url,
-        renders: std::sync::Arc::new(medledger_dicom_ingest::render_cache::RenderCache::new(
-            platform.blobs.clone(),
-            medledger_dicom_ingest::render_cache::DEFAULT_CAPACITY_BYTES,
-        )),
+        renders: platform.renders.clone(),
     };
     let app = platform.app.clone();
     let status = platform.runner.status();
     let blobs = platform.blobs.clone();
+    let renders = platform.renders.clone();
+    let thumbnails = platform.thumbnails.clone();
     let listener = tokio::net::TcpListener::bind(http_addr)
         .await
         .with_context(|| format!("binding {http_addr}"))?;
@@ -198,6 +201,8 @@ pub async fn start(config: &Config, options: HttpOptions, clock: Arc<dyn Clock>)
         app,
         status,
         blobs,
+        renders,
+        thumbnails,
         stop,
         handle,
     })

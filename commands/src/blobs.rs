@@ -1,5 +1,6 @@
 //! Blob storage: opaque bytes under validated keys (hospital logos, rendered
-//! QR codes, later imaging files), on the local disk or in memory for tests.
+//! QR codes, DICOM objects, renders), on the local disk, in an S3-compatible object
+//! store (`--blob-store s3://bucket/prefix`), or in memory for tests.
 //!
 //! It owns only the bytes. What a blob *means* (whose logo, which study) is
 //! decided by events; this module never decides anything and never reads a
@@ -10,21 +11,40 @@
 //! [`BlobStore::put`] is one `object_store` `put`, which is all-or-nothing on every backend
 //! we use: `LocalFileSystem` writes to a hidden `#`-suffixed temporary file beside the
 //! target, fsyncs it and `rename(2)`s it into place; `InMemory` inserts the whole buffer
-//! under a lock; an S3 single-part PUT is atomic. (An earlier version staged every object
+//! under a lock; on S3 it is one `PutObject` request (never a multipart upload), and S3
+//! makes an object visible only once the whole body has been received and stored, with
+//! strong read-after-write consistency. (An earlier version staged every object
 //! under `.staging/` and renamed it again: on these backends that added no atomicity, only
 //! a second rename and directory fsync per object — measurable on DICOM ingest.) Keys
 //! under `.staging/` stay reserved.
 //!
+//! **Large objects on S3.** A single `PutObject` takes up to 5 GiB; the largest object the
+//! platform accepts is 512 MiB (`dicom_ingest::parse::MAX_OBJECT_BYTES`), so every `put` is
+//! one request. Should larger objects ever be stored they would need a multipart upload,
+//! which is still all-or-nothing for readers (the object appears only at
+//! `CompleteMultipartUpload`) but leaves invisible, billed parts behind when interrupted:
+//! the bucket then needs an `AbortIncompleteMultipartUpload` lifecycle rule. [`BlobStore::copy`]
+//! is one server-side `CopyObject` (also atomic, also 5 GiB at most).
+//!
 //! The local store fsyncs written files and their directories, so a `put` that
-//! returned `Ok` survives a power cut.
+//! returned `Ok` survives a power cut; S3 acknowledges a `PutObject` only once it is
+//! durably stored.
+//!
+//! # Listing and deleting
+//!
+//! [`BlobStore::delete_prefix`] (erasure) lists every key under `prefix/` — on S3 through
+//! `ListObjectsV2`, page by page — and deletes each; deleting a missing key succeeds on every
+//! backend, so an interrupted erasure is safe to run again.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 /// The longest key accepted, in bytes.
@@ -41,6 +61,58 @@ pub enum BlobError {
     Store(#[from] object_store::Error),
     #[error("blob store directory: {0}")]
     Io(#[from] std::io::Error),
+    #[error("blob store configuration: {0}")]
+    Config(String),
+}
+
+/// Where blobs are kept, as `--blob-store` names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlobLocation {
+    /// A folder on the local disk.
+    Local(PathBuf),
+    /// A bucket of an S3-compatible object store, optionally under a key prefix.
+    S3 { bucket: String, prefix: Option<String> },
+}
+
+impl BlobLocation {
+    /// `s3://bucket`, `s3://bucket/some/prefix`, `file:///path` or a plain path.
+    pub fn parse(spec: &str) -> Result<BlobLocation, BlobError> {
+        let bad = |why: &str| BlobError::Config(format!("blob store {spec:?}: {why}"));
+        if let Some(rest) = spec.strip_prefix("s3://") {
+            let (bucket, prefix) = match rest.split_once('/') {
+                Some((b, p)) => (b, p.trim_matches('/')),
+                None => (rest, ""),
+            };
+            let bucket_ok = (3..=63).contains(&bucket.len())
+                && bucket
+                    .bytes()
+                    .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-'));
+            if !bucket_ok {
+                return Err(bad("the bucket name is 3 to 63 of a-z, 0-9, '.' and '-'"));
+            }
+            let prefix = if prefix.is_empty() {
+                None
+            } else {
+                parse_key(prefix)
+                    .map_err(|_| bad("the prefix is '/'-separated segments of a-z, 0-9, '_', '.', '-'"))?;
+                Some(prefix.to_string())
+            };
+            return Ok(BlobLocation::S3 {
+                bucket: bucket.to_string(),
+                prefix,
+            });
+        }
+        if let Some(path) = spec.strip_prefix("file://") {
+            return Ok(BlobLocation::Local(PathBuf::from(path)));
+        }
+        if spec.contains("://") {
+            return Err(bad("expected s3://bucket/prefix, file:///path or a folder"));
+        }
+        if spec.is_empty() {
+            return Err(bad("empty"));
+        }
+        Ok(BlobLocation::Local(PathBuf::from(spec)))
+    }
 }
 
 /// A place to keep blobs. Cheap to clone; clones share the same store.
@@ -55,6 +127,32 @@ impl BlobStore {
         std::fs::create_dir_all(root)?;
         let store = LocalFileSystem::new_with_prefix(root)?.with_fsync(true);
         Ok(BlobStore { store: Arc::new(store) })
+    }
+
+    /// Blobs where `location` says. For S3, the endpoint, region and credentials come from
+    /// the standard `AWS_*` environment variables (`AWS_ENDPOINT_URL`, `AWS_REGION`,
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`, …), overridden by
+    /// `options` (the same names, lower case: `aws_endpoint`, …).
+    pub fn open(location: &BlobLocation, options: &[(String, String)]) -> Result<Self, BlobError> {
+        match location {
+            BlobLocation::Local(root) => Self::local(root),
+            BlobLocation::S3 { bucket, prefix } => {
+                let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                for (key, value) in options {
+                    let key: AmazonS3ConfigKey = key
+                        .to_ascii_lowercase()
+                        .parse()
+                        .map_err(|e| BlobError::Config(format!("{key}: {e}")))?;
+                    builder = builder.with_config(key, value);
+                }
+                let s3 = builder.build()?;
+                let store: Arc<dyn ObjectStore> = match prefix {
+                    Some(p) => Arc::new(PrefixStore::new(s3, parse_key(p)?)),
+                    None => Arc::new(s3),
+                };
+                Ok(BlobStore { store })
+            }
+        }
     }
 
     /// Blobs in memory, gone when the last clone is dropped (for tests).
@@ -219,6 +317,42 @@ mod tests {
             assert!(is_invalid_key(parse_key(key)), "{key:?} was accepted");
         }
         assert!(is_invalid_key(parse_key(&"a".repeat(MAX_KEY_LEN + 1))));
+    }
+
+    #[test]
+    fn blob_locations_are_parsed() {
+        assert_eq!(
+            BlobLocation::parse("s3://medical-images/medledger/prod").unwrap(),
+            BlobLocation::S3 {
+                bucket: "medical-images".into(),
+                prefix: Some("medledger/prod".into())
+            }
+        );
+        assert_eq!(
+            BlobLocation::parse("s3://medical-images/").unwrap(),
+            BlobLocation::S3 {
+                bucket: "medical-images".into(),
+                prefix: None
+            }
+        );
+        assert_eq!(
+            BlobLocation::parse("file:///var/lib/medledger").unwrap(),
+            BlobLocation::Local("/var/lib/medledger".into())
+        );
+        assert_eq!(
+            BlobLocation::parse("./blobs").unwrap(),
+            BlobLocation::Local("./blobs".into())
+        );
+        for bad in [
+            "",
+            "s3://",
+            "s3://Bad_Bucket/x",
+            "s3://ok-bucket/a//b",
+            "s3://ok-bucket/../x",
+            "gs://b/x",
+        ] {
+            assert!(matches!(BlobLocation::parse(bad), Err(BlobError::Config(_))), "{bad:?}");
+        }
     }
 
     async fn round_trip(store: &BlobStore) {

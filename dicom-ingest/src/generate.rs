@@ -250,6 +250,38 @@ pub fn synthetic_encapsulated(spec: &CtSpec, transfer_syntax: &str, frames: &[Ve
     part10_file(uids::CT_IMAGE_STORAGE, &spec.sop_instance_uid(), transfer_syntax, &out)
 }
 
+/// One frame of native samples (8- or 16-bit little endian, one sample per pixel) as an RLE
+/// Lossless fragment (PS3.5 Annex G): the 64-byte header, then one PackBits segment per byte
+/// of a sample, most significant first, written as literal runs. For building RLE test inputs
+/// with [`synthetic_encapsulated`].
+pub fn rle_lossless_frame(samples: &[u8], bits_allocated: u16) -> Vec<u8> {
+    let bytes_per_sample = usize::from(bits_allocated.div_ceil(8)).max(1);
+    let segments: Vec<Vec<u8>> = (0..bytes_per_sample)
+        .rev()
+        .map(|byte| {
+            let plane: Vec<u8> = samples.chunks(bytes_per_sample).map(|s| s[byte]).collect();
+            let mut segment = Vec::with_capacity(plane.len() + plane.len() / 128 + 2);
+            for run in plane.chunks(128) {
+                segment.push((run.len() - 1) as u8);
+                segment.extend_from_slice(run);
+            }
+            if segment.len() % 2 == 1 {
+                segment.push(0x80); // a no-op run pads the segment to even length
+            }
+            segment
+        })
+        .collect();
+    let mut out = vec![0u8; 64];
+    out[..4].copy_from_slice(&(segments.len() as u32).to_le_bytes());
+    let mut offset = 64u32;
+    for (i, segment) in segments.iter().enumerate() {
+        out[4 + 4 * i..8 + 4 * i].copy_from_slice(&offset.to_le_bytes());
+        offset += segment.len() as u32;
+    }
+    out.extend(segments.concat());
+    out
+}
+
 /// The data set of `spec` without Pixel Data and before omissions.
 fn dataset(spec: &CtSpec) -> DataSet {
     let sop_instance_uid = spec.sop_instance_uid();

@@ -12,6 +12,11 @@
 //!    reading it, so a hostile 4 GiB length would cost 4 GiB. dicom-rs only sees files whose
 //!    every length fits inside the file, whose sequences nest at most
 //!    [`MAX_SEQUENCE_DEPTH`] deep, and which are at most [`MAX_OBJECT_BYTES`] long.
+//!    Binary values (US, SS, OW, UL, SL, FL, OF, OL, AT, FD, OD, SV, UV, OV) must be a whole
+//!    number of values long (PS3.5 §7.1.1): dicom-parser 0.10 reads `length / size` values and
+//!    leaves the rest unread, so a 2-byte SL would make it read the following bytes as a
+//!    header — with a length taken from attribute values, which our walk never checked
+//!    (found by `cargo fuzz`: a 1.4 KB file made it allocate 540 MB).
 //! 2. **Metadata read**: dicom-object reads the file meta group and the data set up to (not
 //!    including) Pixel Data, and the indexed attributes are taken from it once.
 //!
@@ -336,6 +341,15 @@ impl<'a> Walker<'a> {
             } else if header.is_encapsulated_pixeldata() {
                 self.fragments()?;
             } else {
+                if let Some(size) = binary_value_size(header.vr()) {
+                    if header.len.0 % size != 0 {
+                        return Err(Rejection::malformed(format!(
+                            "element {tag} ({}) is {} bytes long, not a multiple of {size}",
+                            header.vr(),
+                            header.len.0
+                        )));
+                    }
+                }
                 self.take(tag, header.len.0, end)?;
             }
         }
@@ -395,6 +409,16 @@ impl<'a> Walker<'a> {
                 }
             }
         }
+    }
+}
+
+/// The size of one value of a binary VR (the value length must be a multiple of it).
+fn binary_value_size(vr: VR) -> Option<u32> {
+    match vr {
+        VR::SS | VR::US | VR::OW => Some(2),
+        VR::SL | VR::UL | VR::FL | VR::OF | VR::OL | VR::AT => Some(4),
+        VR::FD | VR::OD | VR::SV | VR::UV | VR::OV => Some(8),
+        _ => None,
     }
 }
 
@@ -721,6 +745,53 @@ mod tests {
         let at = bytes.windows(2).position(|w| w == b"PN").unwrap();
         bytes[at..at + 2].copy_from_slice(b"ZZ");
         let _ = inspect(&bytes);
+    }
+
+    /// Found by `cargo fuzz` (target `inspect`): a generated instance whose Study ID VR was
+    /// changed from SH to SL. dicom-parser read no value out of the 2-byte SL, took its bytes
+    /// for the next header and allocated the 540 MB length it found there.
+    #[test]
+    fn a_binary_value_that_is_not_whole_values_long_is_refused_before_dicom_rs_misreads_it() {
+        let mut bytes = synthetic_ct(&CtSpec {
+            rows: 8,
+            columns: 8,
+            ..CtSpec::default()
+        });
+        let study_id = [0x20, 0x00, 0x10, 0x00, b'S', b'H'];
+        let at = bytes.windows(6).position(|w| w == study_id).unwrap();
+        bytes[at + 5] = b'L';
+        let rejection = inspect(&bytes).unwrap_err();
+        assert_eq!(rejection.code, "malformed");
+        assert!(rejection.reason.contains("(0020,0010)"), "{}", rejection.reason);
+
+        let with = |vr: VR, len: usize| {
+            let mut ds = minimal_dataset();
+            ds.raw(Tag(0x0019, 0x1001), vr, vec![0; len]);
+            inspect(&file(&ds.encode()))
+        };
+        for (vr, size) in [
+            (VR::US, 2),
+            (VR::SS, 2),
+            (VR::OW, 2),
+            (VR::UL, 4),
+            (VR::SL, 4),
+            (VR::FL, 4),
+            (VR::OF, 4),
+            (VR::OL, 4),
+            (VR::AT, 4),
+            (VR::FD, 8),
+            (VR::OD, 8),
+            (VR::SV, 8),
+            (VR::UV, 8),
+            (VR::OV, 8),
+        ] {
+            for whole in [0, size, 3 * size] {
+                assert!(with(vr, whole).is_ok(), "{vr:?} of {whole} bytes");
+            }
+            for partial in (1..3 * size).filter(|n| n % size != 0) {
+                assert_eq!(with(vr, partial).unwrap_err().code, "malformed", "{vr:?} of {partial}");
+            }
+        }
     }
 
     #[test]

@@ -389,6 +389,28 @@ impl Instance {
         }
     }
 
+    /// Frame `frame` (1-based) decoded by dicom-pixeldata, once what its decoders do not check
+    /// has been: an RLE frame's header and segments ([`check_rle_frame`]), the dimensions
+    /// JPEG, JPEG-LS and JPEG 2000 codestreams declare ([`check_codestream`]).
+    fn decode_frame(&self, frame: u32) -> Result<dicom_pixeldata::DecodedPixelData<'_>, RenderError> {
+        if let DicomValue::PixelSequence(seq) = self.pixel_value()? {
+            if self.transfer_syntax == RLE {
+                if let Some(fragment) = seq.fragments().get((frame - 1) as usize) {
+                    check_rle_frame(fragment, &self.attrs)?;
+                }
+            } else {
+                // The decoders start a frame at some fragment's first byte: every fragment that
+                // opens a codestream is checked.
+                for fragment in seq.fragments() {
+                    check_codestream(fragment, &self.transfer_syntax, &self.attrs)?;
+                }
+            }
+        }
+        self.object
+            .decode_pixel_data_frame(frame - 1)
+            .map_err(|e| decode_error(&self.transfer_syntax, e))
+    }
+
     /// Frame `frame` (1-based) in native form whatever the transfer syntax: compressed frames
     /// are decoded (colour comes out as interleaved RGB), native frames are served as stored.
     /// For clients that ask for `application/octet-stream` frames of a compressed instance.
@@ -408,10 +430,7 @@ impl Instance {
             Some(t) if t.can_decode_all() => {}
             _ => return Err(RenderError::UnsupportedTransferSyntax(ts.to_string())),
         }
-        let decoded = self
-            .object
-            .decode_pixel_data_frame(frame - 1)
-            .map_err(|e| decode_error(ts, e))?;
+        let decoded = self.decode_frame(frame)?;
         Ok(StoredFrame {
             media_type: format!("application/octet-stream; transfer-syntax={EXPLICIT_VR_LE}"),
             bytes: decoded.into_data(),
@@ -478,10 +497,7 @@ impl Instance {
             } else if native && (a.photometric.ends_with("_422") || a.bits_allocated == 1) {
                 (Cow::Owned(self.frame(frame)?.bytes), a.photometric.clone(), a.planar)
             } else {
-                let decoded = self
-                    .object
-                    .decode_pixel_data_frame(frame - 1)
-                    .map_err(|e| decode_error(ts, e))?;
+                let decoded = self.decode_frame(frame)?;
                 let photometric = if native {
                     a.photometric.clone()
                 } else if a.samples == 3 {
@@ -582,6 +598,165 @@ impl Instance {
         let image = fit(image, options.viewport)?;
         encode(&image, options.format, options.quality)
     }
+}
+
+/// Can dicom-transfer-syntax-registry 0.10 decode this RLE Lossless frame (PS3.5 Annex G)
+/// without panicking? It reads the header's segment count as a vector size and its offsets
+/// without bounds, and indexes each decoded segment up to rows × columns without checking its
+/// length (found by `cargo fuzz`, target `render`). So: a 64-byte header of 1 to 15 ordered
+/// offsets inside the fragment, and every segment the frame needs decoding to at least one
+/// byte per pixel.
+fn check_rle_frame(fragment: &[u8], a: &Attributes) -> Result<(), RenderError> {
+    let bad = |why: &str| RenderError::DecodeFailed(format!("RLE frame: {why}"));
+    let header = fragment
+        .get(..64)
+        .ok_or_else(|| bad("shorter than its 64-byte header"))?;
+    let word = |i: usize| {
+        let bytes = [header[4 * i], header[4 * i + 1], header[4 * i + 2], header[4 * i + 3]];
+        u32::from_le_bytes(bytes) as usize
+    };
+    let segments = word(0);
+    if !(1..=15).contains(&segments) {
+        return Err(bad("the header names 1 to 15 segments"));
+    }
+    let mut offsets: Vec<usize> = (1..=segments).map(word).collect();
+    offsets.push(fragment.len());
+    if offsets[0] < 64 || offsets.windows(2).any(|w| w[0] > w[1]) {
+        return Err(bad("segment offsets out of order or outside the fragment"));
+    }
+    let needed = usize::from(a.samples) * usize::from(a.bits_allocated / 8);
+    if needed > segments {
+        return Err(bad("fewer segments than samples and bytes per sample"));
+    }
+    let pixels = a.rows as usize * a.columns as usize;
+    for s in 0..needed {
+        if packbits_len(&fragment[offsets[s]..offsets[s + 1]]) < pixels {
+            return Err(bad("a segment decodes to fewer bytes than the frame has pixels"));
+        }
+    }
+    Ok(())
+}
+
+/// Does a compressed codestream declare no more than the frame the data set describes?
+/// dicom-pixeldata 0.10's adapters let the codec allocate what the codestream declares (up to
+/// 65535 × 65535 samples) and copy the result into a buffer sized by Rows × Columns × Samples
+/// per Pixel without checking (a JPEG larger than its data set said made the JPEG adapter
+/// panic, found by `cargo fuzz`; the JPEG 2000 adapter writes one component too many the same
+/// way). Fragments that do not open a codestream are continuations and pass.
+fn check_codestream(fragment: &[u8], ts: &str, a: &Attributes) -> Result<(), RenderError> {
+    let too_big = || {
+        RenderError::DecodeFailed(format!(
+            "the compressed frame declares more than Rows × Columns × Samples per Pixel ({} × {} × {})",
+            a.rows, a.columns, a.samples
+        ))
+    };
+    let pixels = u64::from(a.rows) * u64::from(a.columns);
+    let budget = pixels * u64::from(a.samples) * u64::from(a.bits_allocated.div_ceil(8).max(1));
+    let bytes_per = |precision: u8| if precision > 8 { 2u64 } else { 1 };
+    match ts {
+        "1.2.840.10008.1.2.4.50" | "1.2.840.10008.1.2.4.51" | "1.2.840.10008.1.2.4.57" | "1.2.840.10008.1.2.4.70" => {
+            if !fragment.starts_with(&[0xFF, 0xD8]) {
+                return Ok(());
+            }
+            let mut decoder = jpeg_decoder::Decoder::new(fragment);
+            // A header jpeg-decoder cannot read, it cannot decode either: that is its error.
+            if decoder.read_info().is_err() {
+                return Ok(());
+            }
+            let Some(info) = decoder.info() else { return Ok(()) };
+            let declared = u64::from(info.width) * u64::from(info.height) * info.pixel_format.pixel_bytes() as u64;
+            if declared > budget {
+                return Err(too_big());
+            }
+        }
+        "1.2.840.10008.1.2.4.80" | "1.2.840.10008.1.2.4.81" => {
+            if !fragment.starts_with(&[0xFF, 0xD8]) {
+                return Ok(());
+            }
+            // SOF55 (FFF7): Lf, P, Y, X, Nf.
+            let Some(at) = fragment.windows(2).position(|w| w == [0xFF, 0xF7]) else {
+                return Ok(());
+            };
+            let Some(sof) = fragment.get(at + 4..at + 10) else {
+                return Err(too_big());
+            };
+            let (precision, height, width, components) = (
+                sof[0],
+                u16::from_be_bytes([sof[1], sof[2]]),
+                u16::from_be_bytes([sof[3], sof[4]]),
+                sof[5],
+            );
+            let declared = u64::from(width) * u64::from(height) * u64::from(components) * bytes_per(precision);
+            if declared > budget {
+                return Err(too_big());
+            }
+        }
+        "1.2.840.10008.1.2.4.90"
+        | "1.2.840.10008.1.2.4.91"
+        | "1.2.840.10008.1.2.4.201"
+        | "1.2.840.10008.1.2.4.202"
+        | "1.2.840.10008.1.2.4.203" => {
+            let jp2 = fragment.starts_with(&[0, 0, 0, 0x0C, b'j', b'P', b' ', b' ']);
+            if !jp2 && !fragment.starts_with(&[0xFF, 0x4F]) {
+                return Ok(());
+            }
+            // SIZ (FF51) right after SOC: Lsiz, Rsiz, Xsiz, Ysiz, XOsiz, YOsiz, XTsiz, YTsiz,
+            // XTOsiz, YTOsiz, Csiz, then per component Ssiz, XRsiz, YRsiz.
+            let Some(at) = fragment.windows(4).position(|w| w == [0xFF, 0x4F, 0xFF, 0x51]) else {
+                return Err(RenderError::DecodeFailed(
+                    "a JPEG 2000 codestream without its SIZ marker".into(),
+                ));
+            };
+            let siz = &fragment[at + 4..];
+            let word = |i: usize| {
+                siz.get(i..i + 4)
+                    .map(|b| u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
+            };
+            let (Some(x), Some(y), Some(x0), Some(y0), Some(c)) = (
+                word(4),
+                word(8),
+                word(12),
+                word(16),
+                siz.get(36..38).map(|b| u16::from_be_bytes([b[0], b[1]])),
+            ) else {
+                return Err(too_big());
+            };
+            // The adapter writes each component's samples at Samples per Pixel × Bits
+            // Allocated strides: fewer components and no more samples than the frame has.
+            let area = x.saturating_sub(x0) * y.saturating_sub(y0);
+            if c > a.samples || area > pixels {
+                return Err(too_big());
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// How many bytes a PackBits segment decodes to, read the way dicom-transfer-syntax-registry
+/// reads it (a literal run may be cut short by the segment's end).
+fn packbits_len(segment: &[u8]) -> usize {
+    let (mut at, mut out) = (0, 0);
+    while at < segment.len() {
+        let h = segment[at] as i8;
+        at += 1;
+        match h {
+            -127..=-1 => {
+                if at >= segment.len() {
+                    break;
+                }
+                out += (1 - h as isize) as usize;
+                at += 1;
+            }
+            0.. => {
+                let n = h as usize + 1;
+                out += n.min(segment.len() - at);
+                at += n;
+            }
+            -128 => {}
+        }
+    }
+    out
 }
 
 /// Fits `image` into the viewport (keeping aspect), and always within [`MAX_DIMENSION`].

@@ -1,6 +1,10 @@
 //! Rendered images kept for reuse: thumbnails and `variant=thumbnail` renders are decoded on
-//! first request, then served from memory (a byte-weighted moka cache) or, after a restart,
-//! from the object store under `renders/<hospital>/<sop>/<param-hash>.<jpg|png>`.
+//! first request (or ahead of it, by the series thumbnail worker through
+//! [`RenderCache::prerender`]), then served from memory (a byte-weighted moka cache) or, after a
+//! restart, from the object store under `renders/<hospital>/<sop>/<param-hash>.<jpg|png>`.
+//!
+//! Decodes are counted by origin (`medledger_render_decodes_total{origin="request"|"background"}`)
+//! so an operator can see how often a client waited for one.
 //!
 //! The key hashes the stored object's key (which ends in the object's SHA-256, so a different
 //! object under the same SOP Instance UID never reuses a render), the frame and the rendering
@@ -68,7 +72,17 @@ pub struct RenderCache {
     memory: moka::sync::Cache<String, Arc<Rendered>>,
     blobs: BlobStore,
     decodes: AtomicU64,
+    background_decodes: AtomicU64,
     store_hits: AtomicU64,
+}
+
+/// What [`RenderCache::prerender`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prerendered {
+    /// Decoded now and kept in memory and the object store.
+    Rendered,
+    /// Already in memory or in the object store: nothing decoded.
+    AlreadyKept,
 }
 
 impl RenderCache {
@@ -81,13 +95,20 @@ impl RenderCache {
             memory,
             blobs,
             decodes: AtomicU64::new(0),
+            background_decodes: AtomicU64::new(0),
             store_hits: AtomicU64::new(0),
         }
     }
 
-    /// How many frames this cache has decoded (each cache miss in memory and in the store).
+    /// How many frames this cache has decoded for a request (each cache miss in memory and in
+    /// the store while a client waited).
     pub fn decodes(&self) -> u64 {
         self.decodes.load(Ordering::Relaxed)
+    }
+
+    /// How many frames [`RenderCache::prerender`] decoded (off the request path).
+    pub fn background_decodes(&self) -> u64 {
+        self.background_decodes.load(Ordering::Relaxed)
     }
 
     /// How many renders were read back from the object store.
@@ -102,7 +123,6 @@ impl RenderCache {
         if let Some(hit) = self.memory.get(&key) {
             return Ok(hit);
         }
-        let storage = |e: medledger_commands::blobs::BlobError| CacheError::Storage(e.to_string());
         if let Some(bytes) = self.blobs.get(&key).await.map_err(storage)? {
             if let Some(rendered) = from_stored(bytes.to_vec(), request.options.format) {
                 self.store_hits.fetch_add(1, Ordering::Relaxed);
@@ -112,20 +132,59 @@ impl RenderCache {
             }
             tracing::warn!(key, "a stored render could not be read; rendering again");
         }
+        self.decodes.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("medledger_render_decodes_total", "origin" => "request").increment(1);
+        self.render_and_keep(request, key, false).await
+    }
+
+    /// Makes sure the render for `request` is kept, decoding it only when neither memory nor
+    /// the object store has it (the stored render is not read back: its presence is enough).
+    pub async fn prerender(&self, request: &RenderRequest<'_>) -> Result<Prerendered, CacheError> {
+        let key = request.object_key();
+        if self.memory.contains_key(&key) {
+            return Ok(Prerendered::AlreadyKept);
+        }
+        let kept = self.blobs.exists(&key).await.map_err(storage)?;
+        if kept {
+            return Ok(Prerendered::AlreadyKept);
+        }
+        self.background_decodes.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("medledger_render_decodes_total", "origin" => "background").increment(1);
+        self.render_and_keep(request, key, true).await?;
+        Ok(Prerendered::Rendered)
+    }
+
+    /// Decodes, then keeps the render in the object store and in memory. A failed store write
+    /// is an error only when `must_store` (a prerender exists for its stored copy); a request
+    /// still gets its image.
+    async fn render_and_keep(
+        &self,
+        request: &RenderRequest<'_>,
+        key: String,
+        must_store: bool,
+    ) -> Result<Arc<Rendered>, CacheError> {
         let object = self
             .blobs
             .get(request.blob_key)
             .await
             .map_err(storage)?
             .ok_or_else(|| CacheError::Storage(format!("blob {} is missing", request.blob_key)))?;
-        self.decodes.fetch_add(1, Ordering::Relaxed);
         let rendered = Arc::new(render_blocking(object, request.frame, request.options.clone()).await?);
-        if let Err(e) = self.blobs.put(&key, Bytes::from(rendered.bytes.clone())).await {
-            tracing::warn!(key, error = %e, "a render could not be kept in the object store");
+        let stored = self.blobs.put(&key, Bytes::from(rendered.bytes.clone())).await;
+        self.memory.insert(key.clone(), rendered.clone());
+        match stored {
+            Err(e) if must_store => Err(storage(e)),
+            Err(e) => {
+                tracing::warn!(key, error = %e, "a render could not be kept in the object store");
+                Ok(rendered)
+            }
+            Ok(()) => Ok(rendered),
         }
-        self.memory.insert(key, rendered.clone());
-        Ok(rendered)
     }
+}
+
+fn storage(e: medledger_commands::blobs::BlobError) -> CacheError {
+    CacheError::Storage(e.to_string())
 }
 
 /// Decodes and renders on the blocking pool (CPU-bound work off the async workers).
@@ -214,6 +273,50 @@ mod tests {
         assert!(matches!(
             e,
             CacheError::Render(RenderError::FrameOutOfRange { frame: 2, frames: 1 })
+        ));
+    }
+
+    #[tokio::test]
+    async fn prerendering_keeps_the_render_so_requests_never_decode_it() {
+        let blobs = BlobStore::memory();
+        let blob_key = "hospitals/h/instances/1.2.4/abc.dcm";
+        let bytes = synthetic_ct(&CtSpec {
+            rows: 32,
+            columns: 32,
+            ..CtSpec::default()
+        });
+        blobs.put(blob_key, Bytes::from(bytes)).await.unwrap();
+        let request = RenderRequest {
+            hospital_id: Uuid::nil(),
+            sop_instance_uid: "1.2.4",
+            blob_key,
+            frame: 1,
+            options: RenderOptions {
+                viewport: Some((16, 16)),
+                ..RenderOptions::default()
+            },
+        };
+        let cache = RenderCache::new(blobs.clone(), DEFAULT_CAPACITY_BYTES);
+        assert_eq!(cache.prerender(&request).await.unwrap(), Prerendered::Rendered);
+        assert_eq!(cache.prerender(&request).await.unwrap(), Prerendered::AlreadyKept);
+        assert!(blobs.exists(&request.object_key()).await.unwrap());
+        cache.get_or_render(&request).await.unwrap();
+        assert_eq!((cache.decodes(), cache.background_decodes()), (0, 1));
+
+        // Another process finds it in the object store without decoding or reading it back.
+        let other = RenderCache::new(blobs.clone(), DEFAULT_CAPACITY_BYTES);
+        assert_eq!(other.prerender(&request).await.unwrap(), Prerendered::AlreadyKept);
+        assert_eq!((other.background_decodes(), other.store_hits()), (0, 0));
+
+        // A missing object is a storage error, not a render.
+        let missing = RenderRequest {
+            sop_instance_uid: "1.2.5",
+            blob_key: "hospitals/h/instances/1.2.5/gone.dcm",
+            ..request.clone()
+        };
+        assert!(matches!(
+            other.prerender(&missing).await.unwrap_err(),
+            CacheError::Storage(_)
         ));
     }
 }

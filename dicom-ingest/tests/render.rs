@@ -9,7 +9,7 @@ use dicom_dictionary_std::{tags, uids};
 use dicom_object::file::ReadPreamble;
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
 use image::{DynamicImage, GenericImageView};
-use medledger_dicom_ingest::generate::pixel_data;
+use medledger_dicom_ingest::generate::{pixel_data, rle_lossless_frame};
 use medledger_dicom_ingest::render::{Format, Instance, RenderError, RenderOptions, VoiFunction, Window};
 use medledger_dicom_ingest::{synthetic_ct, synthetic_encapsulated, CtSpec, ImageSpec, Pattern, Photometric};
 
@@ -798,4 +798,120 @@ fn jpeg_2000_from_openjpeg_decodes_exactly() {
     assert_eq!(&stored.bytes[..codestream.len()], &codestream[..]);
     assert_same_display(&native, &instance, 1, Some(Window::parse("1024,4096,linear").unwrap()));
     assert_same_display(&native, &instance, 1, None);
+}
+
+/// Our own RLE encoding decodes to the samples it was made from, 8 and 16 bits.
+#[test]
+fn rle_frames_of_our_encoder_decode_exactly() {
+    for bits in [8, 16] {
+        let spec = spec(gradient(Photometric::Monochrome2, bits, false, 1), 16, 40);
+        let native = pixel_data(&spec);
+        let rle = synthetic_encapsulated(&spec, "1.2.840.10008.1.2.5", &[vec![rle_lossless_frame(&native, bits)]]);
+        let decoded = Instance::open(&rle).unwrap().frame_native(1).unwrap();
+        assert_eq!(decoded.bytes, native, "{bits} bits");
+    }
+}
+
+/// Found by `cargo fuzz` (target `render`): dicom-transfer-syntax-registry 0.10 panicked on an
+/// RLE segment that decodes to fewer bytes than the frame has pixels, and trusts the header's
+/// segment count and offsets. Such frames are refused as `decode_failed`, never a panic.
+#[test]
+fn hostile_rle_frames_are_refused_not_panicked() {
+    let spec = spec(gradient(Photometric::Monochrome2, 8, false, 1), 16, 16);
+    let good = rle_lossless_frame(&pixel_data(&spec), 8);
+    let word = |frame: &mut Vec<u8>, at: usize, value: u32| frame[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    let mut short_segment = rle_lossless_frame(&pixel_data(&spec)[..100], 8);
+    short_segment.truncate(short_segment.len() & !1);
+    let mut huge_count = good.clone();
+    word(&mut huge_count, 0, u32::MAX);
+    let mut no_segments = good.clone();
+    word(&mut no_segments, 0, 0);
+    let mut backwards = good.clone();
+    word(&mut backwards, 0, 2);
+    word(&mut backwards, 8, 64);
+    word(&mut backwards, 4, 100);
+    let mut beyond = good.clone();
+    word(&mut beyond, 4, 1 << 30);
+    for (name, frame) in [
+        ("a segment shorter than the frame", short_segment),
+        ("4 billion segments", huge_count),
+        ("no segments", no_segments),
+        ("offsets out of order", backwards),
+        ("an offset beyond the fragment", beyond),
+        ("no header", good[..40].to_vec()),
+    ] {
+        let bytes = synthetic_encapsulated(&spec, "1.2.840.10008.1.2.5", &[vec![frame]]);
+        let instance = Instance::open(&bytes).unwrap();
+        for outcome in [
+            instance.frame_native(1).map(|_| ()),
+            instance.render(1, &RenderOptions::default()).map(|_| ()),
+        ] {
+            assert!(
+                matches!(outcome, Err(RenderError::DecodeFailed(_))),
+                "{name}: {outcome:?}"
+            );
+        }
+    }
+    // The untouched frame still decodes.
+    let bytes = synthetic_encapsulated(&spec, "1.2.840.10008.1.2.5", &[vec![good]]);
+    assert!(Instance::open(&bytes)
+        .unwrap()
+        .render(1, &RenderOptions::default())
+        .is_ok());
+}
+
+/// Found by `cargo fuzz` (target `render`): a JPEG frame larger than Rows × Columns made
+/// dicom-pixeldata's JPEG adapter copy past its buffer and panic. Codestreams (JPEG, JPEG-LS,
+/// JPEG 2000) declaring more than the data set describes are refused before decoding.
+#[test]
+fn compressed_frames_larger_than_their_data_set_are_refused_not_panicked() {
+    let small = spec(gradient(Photometric::Monochrome2, 8, false, 1), 16, 16);
+    let grey: Vec<u8> = (0..32 * 32).map(|i| (i % 251) as u8).collect();
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+        .encode(&grey, 32, 32, image::ExtendedColorType::L8)
+        .unwrap();
+    // JPEG-LS: SOI, SOF55 (precision 8, 64 × 64, one component), then nothing sensible.
+    let jls = [
+        &[0xFF, 0xD8, 0xFF, 0xF7, 0x00, 0x0B, 0x08, 0x00, 0x40, 0x00, 0x40, 0x01][..],
+        &[0x01, 0x11, 0x00, 0xFF, 0xD9, 0x00][..],
+    ]
+    .concat();
+    // JPEG 2000: SOC, SIZ (64 × 64, `components` components of 8 bits).
+    let j2k = |components: u16| {
+        let mut siz = vec![0xFF, 0x4F, 0xFF, 0x51];
+        siz.extend_from_slice(&(38 + 3 * components).to_be_bytes());
+        siz.extend_from_slice(&[0, 0]);
+        for v in [64u32, 64, 0, 0, 64, 64, 0, 0] {
+            siz.extend_from_slice(&v.to_be_bytes());
+        }
+        siz.extend_from_slice(&components.to_be_bytes());
+        for _ in 0..components {
+            siz.extend_from_slice(&[7, 1, 1]);
+        }
+        siz.extend_from_slice(&[0xFF, 0xD9]);
+        siz
+    };
+    for (name, ts, frame) in [
+        ("JPEG of 32 × 32", "1.2.840.10008.1.2.4.50", jpeg),
+        ("JPEG-LS of 64 × 64", "1.2.840.10008.1.2.4.80", jls),
+        ("JPEG 2000 of 64 × 64", "1.2.840.10008.1.2.4.90", j2k(1)),
+    ] {
+        let bytes = synthetic_encapsulated(&small, ts, &[vec![frame]]);
+        let instance = Instance::open(&bytes).unwrap();
+        for outcome in [
+            instance.frame_native(1).map(|_| ()),
+            instance.render(1, &RenderOptions::default()).map(|_| ()),
+        ] {
+            assert!(
+                matches!(outcome, Err(RenderError::DecodeFailed(_))),
+                "{name}: {outcome:?}"
+            );
+        }
+    }
+    // Three JPEG 2000 components where the data set has one sample per pixel.
+    let big = spec(gradient(Photometric::Monochrome2, 8, false, 1), 64, 64);
+    let bytes = synthetic_encapsulated(&big, "1.2.840.10008.1.2.4.90", &[vec![j2k(3)]]);
+    let outcome = Instance::open(&bytes).unwrap().frame_native(1);
+    assert!(matches!(outcome, Err(RenderError::DecodeFailed(_))), "{outcome:?}");
 }

@@ -2,13 +2,15 @@
 //!
 //! Backends are real: SQLite in a temporary folder, PostgreSQL in a fresh
 //! database per test (dropped afterwards), NATS JetStream with a fresh stream
-//! per test (deleted afterwards). Without `CI=true`, suites whose service is
-//! unreachable say so and skip; with `CI=true` they fail.
+//! per test (deleted afterwards), an S3-compatible object store (moto) with a fresh
+//! bucket per test ([`s3`]). Without `CI=true`, suites whose service is unreachable say so
+//! and skip; with `CI=true` they fail.
 
 use std::sync::Arc;
 
 pub mod dicomweb;
 pub mod org;
+pub mod s3;
 
 use medledger_api::config::Config;
 use medledger_commands::clock::{Clock, FakeClock, SystemClock};

@@ -11,9 +11,11 @@
 //! - `GET …/instances/{i}/thumbnail`, `…/series/{se}/thumbnail` (the series' middle
 //!   instance) and `…/studies/{s}/thumbnail` (the middle instance of its first series).
 //!
-//! Authorized like WADO-RS retrieve: `study.view`, the caller's own hospital, anything else
-//! is 404. Decoding runs on the blocking pool; thumbnails and `variant=thumbnail` renders
-//! go through the [`RenderCache`](medledger_dicom_ingest::render_cache::RenderCache).
+//! Authorized and answered like WADO-RS retrieve: `study.view`, the caller's own hospital,
+//! anything else is 404; deleted studies 404, erased 410, archived 409. Decoding runs on the
+//! blocking pool; thumbnails and `variant=thumbnail` renders go through the
+//! [`RenderCache`](medledger_dicom_ingest::render_cache::RenderCache), which the series
+//! thumbnail worker ([`crate::series_thumbnails`]) fills ahead of the first request.
 
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -207,6 +209,39 @@ fn image_response(bytes: Vec<u8>, format: Format) -> Response {
     response
 }
 
+/// The options a rendered resource asked for, with the defaults of thumbnails (128×128 box,
+/// quality 75) or full renders (quality 90) filled in.
+fn render_options(query: &RenderQuery, format: Format, thumbnail: bool) -> RenderOptions {
+    RenderOptions {
+        window: query.window,
+        viewport: query.viewport.or(thumbnail.then_some((THUMBNAIL_SIZE, THUMBNAIL_SIZE))),
+        format,
+        quality: query
+            .quality
+            .unwrap_or(if thumbnail { THUMBNAIL_QUALITY } else { RENDERED_QUALITY }),
+    }
+}
+
+/// What `GET …/series/{se}/thumbnail` renders when asked plainly (no parameters, JPEG): the
+/// series thumbnail worker renders exactly this ahead of the first request.
+pub fn default_thumbnail_options() -> RenderOptions {
+    render_options(&RenderQuery::default(), Format::Jpeg, true)
+}
+
+/// The frame a series' thumbnail shows: the middle instance of the first series among
+/// `found` (in series and instance order, as [`find`] returns them), its middle frame. A
+/// study's thumbnail is its first series' thumbnail.
+pub fn representative(found: &[InstanceView]) -> Option<(&InstanceView, u32)> {
+    let first_series = &found.first()?.series_instance_uid;
+    let series: Vec<&InstanceView> = found
+        .iter()
+        .filter(|i| &i.series_instance_uid == first_series)
+        .collect();
+    let instance = series[series.len() / 2];
+    let frame = (instance.number_of_frames.max(1) as u32).div_ceil(2);
+    Some((instance, frame))
+}
+
 async fn render_instance(
     state: &AppState,
     instance: &InstanceView,
@@ -216,14 +251,7 @@ async fn render_instance(
     format: Format,
     thumbnail: bool,
 ) -> Result<Response, ApiError> {
-    let options = RenderOptions {
-        window: query.window,
-        viewport: query.viewport.or(thumbnail.then_some((THUMBNAIL_SIZE, THUMBNAIL_SIZE))),
-        format,
-        quality: query
-            .quality
-            .unwrap_or(if thumbnail { THUMBNAIL_QUALITY } else { RENDERED_QUALITY }),
-    };
+    let options = render_options(&query, format, thumbnail);
     if thumbnail {
         let rendered = state
             .renders
@@ -261,7 +289,8 @@ async fn load(state: &AppState, blob_key: &str) -> Result<bytes::Bytes, ApiError
     responses((status = 200, description = "image/jpeg or image/png"),
               (status = 400, body = super::problem::Problem), (status = 401, body = super::problem::Problem),
               (status = 403, body = super::problem::Problem), (status = 404, body = super::problem::Problem),
-              (status = 406, body = super::problem::Problem), (status = 422, body = super::problem::Problem)))]
+              (status = 406, body = super::problem::Problem), (status = 409, body = super::problem::Problem),
+              (status = 410, body = super::problem::Problem), (status = 422, body = super::problem::Problem)))]
 pub async fn rendered(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
@@ -293,7 +322,8 @@ pub async fn rendered(
            ("quality" = Option<u8>, Query, description = "JPEG quality 1..100")),
     responses((status = 200, description = "image/jpeg or image/png"),
               (status = 400, body = super::problem::Problem), (status = 401, body = super::problem::Problem),
-              (status = 404, body = super::problem::Problem), (status = 406, body = super::problem::Problem)))]
+              (status = 404, body = super::problem::Problem), (status = 406, body = super::problem::Problem),
+              (status = 409, body = super::problem::Problem), (status = 410, body = super::problem::Problem)))]
 pub async fn thumbnail(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
@@ -306,13 +336,7 @@ pub async fn thumbnail(
     let query = parse_query(raw.as_deref())?;
     let found = instances(&state, &p, &path, &min).await?;
     let hospital = p.tenant.hospital_id.ok_or_else(ApiError::not_found)?;
-    let first_series = &found[0].series_instance_uid;
-    let series: Vec<&InstanceView> = found
-        .iter()
-        .filter(|i| &i.series_instance_uid == first_series)
-        .collect();
-    let instance = series[series.len() / 2];
-    let frame = (instance.number_of_frames.max(1) as u32).div_ceil(2);
+    let (instance, frame) = representative(&found).ok_or_else(ApiError::not_found)?;
     render_instance(&state, instance, hospital, frame, query, format, true).await
 }
 
@@ -323,7 +347,8 @@ pub async fn thumbnail(
            ("frames" = String, Path, description = "comma-separated 1-based frame numbers")),
     responses((status = 200, description = "multipart/related; one part per frame"),
               (status = 400, body = super::problem::Problem), (status = 401, body = super::problem::Problem),
-              (status = 404, body = super::problem::Problem), (status = 406, body = super::problem::Problem)))]
+              (status = 404, body = super::problem::Problem), (status = 406, body = super::problem::Problem),
+              (status = 409, body = super::problem::Problem), (status = 410, body = super::problem::Problem)))]
 pub async fn frames(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
