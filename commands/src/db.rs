@@ -283,7 +283,8 @@ impl Db {
 
     /// A write transaction for read models (the projection runner's).
     ///
-    /// On SQLite it commits without waiting for the disk (`synchronous = NORMAL`
+    /// On PostgreSQL it commits with `synchronous_commit = off`. On SQLite it
+    /// commits without waiting for the disk (`synchronous = NORMAL`
     /// in WAL mode: atomic and consistent, and made durable by the next event
     /// commit, which syncs the whole write-ahead log). A read model can always be
     /// rebuilt from the log, and its checkpoint commits with it, so a power cut
@@ -305,7 +306,16 @@ impl Db {
                 sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
                 DbTx::Sqlite(Transaction::begin(conn, Some("BEGIN IMMEDIATE".into())).await?)
             }
-            Db::Postgres(p) => DbTx::Postgres(p.begin().await?),
+            Db::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                // The same bargain on PostgreSQL: the commit does not wait for the WAL
+                // flush (consistent, never corrupt; a crash can lose the last moments
+                // of read-model batches, which are applied again from the checkpoint).
+                sqlx::query("SET LOCAL synchronous_commit = off")
+                    .execute(&mut *tx)
+                    .await?;
+                DbTx::Postgres(tx)
+            }
         })
     }
 
