@@ -134,6 +134,15 @@ async fn received_studies_are_listed_filtered_and_searched(d: &Deployment) {
     let uid = study["0020000D"]["Value"][0].as_str().unwrap().to_string();
     let (_, by_uid) = qido(format!("?StudyInstanceUID={uid}")).await;
     assert_eq!(by_uid.as_array().unwrap().len(), 1);
+    let (_, by_uids) = qido(format!("?StudyInstanceUID={uid},1.2.3.4.5.6.7")).await;
+    assert_eq!(by_uids.as_array().unwrap().len(), 1, "a list of UIDs");
+    let accession = study["00080050"]["Value"][0].as_str().unwrap().to_string();
+    let (_, by_accession) = qido(format!("?AccessionNumber={accession}")).await;
+    assert_eq!(by_accession.as_array().unwrap().len(), 1);
+    assert_eq!(by_accession[0]["0020000D"]["Value"][0], uid);
+    let (_, by_both) = qido(format!("?PatientID={pid}&AccessionNumber={accession}")).await;
+    assert_eq!(by_both.as_array().unwrap().len(), 1);
+    assert_eq!(qido(format!("?PatientID={pid}&AccessionNumber=NOPE")).await.0, 204);
     let (_, paged) = qido("?limit=2&offset=4".to_string()).await;
     assert_eq!(paged.as_array().unwrap().len(), 2);
     assert_eq!(qido("?ModalitiesInStudy=MR".to_string()).await.0, 204);

@@ -82,6 +82,8 @@ impl SqliteEventStore {
 
 /// How often the write-ahead log is checkpointed into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// Statistics for the query planner are refreshed every this many rounds (a minute).
+const OPTIMIZE_EVERY_ROUNDS: u64 = 120;
 
 /// Checkpoint the write-ahead log from a connection of its own, so the writer
 /// never waits for it. `PASSIVE` takes no lock writers need: it copies what no
@@ -97,8 +99,20 @@ async fn checkpointer(opts: SqliteConnectOptions, alive: std::sync::Weak<()>) {
         }
     };
     let mut last_error = None::<String>;
+    let mut round: u64 = 0;
     while alive.strong_count() > 0 {
         tokio::time::sleep(CHECKPOINT_EVERY).await;
+        // Now and then, refresh the query planner's statistics where tables have grown
+        // (cheap when nothing changed; `analysis_limit` bounds the work when it did).
+        if round % OPTIMIZE_EVERY_ROUNDS == 0 {
+            if let Err(e) = sqlx::query("PRAGMA analysis_limit = 1000; PRAGMA optimize")
+                .execute(&pool)
+                .await
+            {
+                tracing::debug!(error = %e, "PRAGMA optimize failed");
+            }
+        }
+        round += 1;
         match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
             Ok(_) => last_error = None,
             Err(e) => {

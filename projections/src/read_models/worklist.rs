@@ -470,19 +470,29 @@ pub fn dicom_wildcard(value: &str) -> String {
 }
 
 pub async fn match_studies(db: &Db, q: &StudyQuery) -> Result<Vec<StudyMatch>, ProjectionError> {
-    let mut sql = format!("SELECT {ROW_COLUMNS} FROM rm_worklist WHERE hospital_id = $1 AND deleted = FALSE");
+    // A selective key (study UIDs, Patient ID, accession number) must drive the search.
+    // SQLite's planner, without statistics, prefers walking the time index to avoid
+    // sorting, and so read all 100,000 studies to find one patient's (p99 250 ms):
+    // name the index there. (PostgreSQL plans from its own statistics.)
+    let index = match (db.is_postgres(), &q.patient_id, &q.accession_number) {
+        (false, Some(_), _) if q.study_instance_uids.is_empty() => " INDEXED BY rm_worklist_patient_id",
+        (false, None, Some(_)) if q.study_instance_uids.is_empty() => " INDEXED BY rm_worklist_accession",
+        _ => "",
+    };
+    let mut sql = format!("SELECT {ROW_COLUMNS} FROM rm_worklist{index} WHERE hospital_id = $1 AND deleted = FALSE");
     let mut args: Vec<Arg> = vec![q.hospital_id.into()];
     let mut push = |sql: &mut String, clause: &str, v: Arg| {
         args.push(v);
         sql.push_str(&clause.replace('?', &format!("${}", args.len())));
     };
     if !q.study_instance_uids.is_empty() {
-        sql.push_str(" AND study_instance_uid IN (");
+        // By primary key (`<hospital>.<Study Instance UID>`), not a scan.
+        sql.push_str(" AND study_key IN (");
         for (i, uid) in q.study_instance_uids.iter().enumerate() {
             if i > 0 {
                 sql.push_str(", ");
             }
-            push(&mut sql, "?", uid.into());
+            push(&mut sql, "?", format!("{}.{uid}", q.hospital_id).into());
         }
         sql.push(')');
     }
