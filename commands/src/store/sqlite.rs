@@ -104,7 +104,7 @@ async fn checkpointer(opts: SqliteConnectOptions, alive: std::sync::Weak<()>) {
         tokio::time::sleep(CHECKPOINT_EVERY).await;
         // Now and then, refresh the query planner's statistics where tables have grown
         // (cheap when nothing changed; `analysis_limit` bounds the work when it did).
-        if round % OPTIMIZE_EVERY_ROUNDS == 0 {
+        if round.is_multiple_of(OPTIMIZE_EVERY_ROUNDS) {
             if let Err(e) = sqlx::query("PRAGMA analysis_limit = 1000; PRAGMA optimize")
                 .execute(&pool)
                 .await
