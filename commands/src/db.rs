@@ -21,9 +21,23 @@ pub enum Db {
     Postgres(PgPool),
 }
 
-/// Run on the SQLite writer connection before every write that must survive a power cut
-/// when it returns (it is shared with read-model transactions, which relax it).
-pub const SQLITE_DURABLE: &str = "PRAGMA synchronous = FULL";
+/// The one SQLite writer connection, set up for what the caller writes: `durable`
+/// writes (events, keys, seals) must survive a power cut once they return and commit
+/// with `synchronous = FULL`; the rest (read models, relay checkpoints) can be applied
+/// again and commit with `NORMAL`. Every user of the shared connection says which.
+pub async fn sqlite_writer(
+    pool: &SqlitePool,
+    durable: bool,
+) -> Result<sqlx::pool::PoolConnection<Sqlite>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let mode = if durable {
+        "PRAGMA synchronous = FULL"
+    } else {
+        "PRAGMA synchronous = NORMAL"
+    };
+    sqlx::query(mode).execute(&mut *conn).await?;
+    Ok(conn)
+}
 
 /// A bound value.
 #[derive(Clone, Debug, PartialEq)]
@@ -249,8 +263,7 @@ impl Db {
     pub async fn execute(&self, sql: &str, args: &[Arg]) -> Result<u64, sqlx::Error> {
         Ok(match self {
             Db::Sqlite { writer, .. } => {
-                let mut conn = writer.acquire().await?;
-                sqlx::query(SQLITE_DURABLE).execute(&mut *conn).await?;
+                let mut conn = sqlite_writer(writer, true).await?;
                 sqlite_query(sql, args).execute(&mut *conn).await?.rows_affected()
             }
             Db::Postgres(p) => pg_query(sql, args).execute(p).await?.rows_affected(),
@@ -302,8 +315,7 @@ impl Db {
     pub async fn begin(&self) -> Result<DbTx, sqlx::Error> {
         Ok(match self {
             Db::Sqlite { writer, .. } => {
-                let mut conn = writer.acquire().await?;
-                sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                let conn = sqlite_writer(writer, false).await?;
                 DbTx::Sqlite(Transaction::begin(conn, Some("BEGIN IMMEDIATE".into())).await?)
             }
             Db::Postgres(p) => {

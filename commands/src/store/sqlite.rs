@@ -135,9 +135,8 @@ struct SqliteCommitter {
 impl BatchCommitter for SqliteCommitter {
     async fn commit(&self, requests: &[AppendRequest]) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
         let waited = std::time::Instant::now();
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = crate::db::sqlite_writer(&self.pool, true).await?;
         metrics::histogram!("medledger_append_writer_wait_seconds").record(waited.elapsed().as_secs_f64());
-        sqlx::query(crate::db::SQLITE_DURABLE).execute(&mut *conn).await?;
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
         let result = commit_in_tx(&mut conn, requests).await;
         match result {
@@ -361,8 +360,7 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn write_seal(&self, seal: &Seal) -> Result<(), StoreError> {
-        let mut conn = self.writer_pool.acquire().await?;
-        sqlx::query(crate::db::SQLITE_DURABLE).execute(&mut *conn).await?;
+        let mut conn = crate::db::sqlite_writer(&self.writer_pool, true).await?;
         sqlx::query("INSERT INTO seals (position, running_hash, sealed_at) VALUES ($1, $2, $3) ON CONFLICT (position) DO NOTHING")
             .bind(seal.position as i64)
             .bind(&seal.running_hash)
@@ -385,8 +383,7 @@ impl EventStore for SqliteEventStore {
     async fn save_checkpoint(&self, name: &str, position: u64) -> Result<(), StoreError> {
         // A lost relay checkpoint only means events are published again (the bus is
         // at-least-once and projections apply by position): no fsync of its own.
-        let mut conn = self.writer_pool.acquire().await?;
-        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+        let mut conn = crate::db::sqlite_writer(&self.writer_pool, false).await?;
         sqlx::query(
             "INSERT INTO relay_checkpoints (name, position) VALUES ($1, $2) \
              ON CONFLICT (name) DO UPDATE SET position = MAX(relay_checkpoints.position, excluded.position)",
