@@ -387,6 +387,72 @@ impl DbTx {
             DbTx::Postgres(t) => t.commit().await,
         }
     }
+
+    /// Insert many rows with few statements: `{head} VALUES (…), (…) {tail}`,
+    /// `args` holding `width` values per row, row after row.
+    ///
+    /// Rows go in chunks whose sizes are powers of two (at most
+    /// [`MAX_ROWS_PER_INSERT`]), so a table has a handful of statement shapes:
+    /// each is prepared once by PostgreSQL and rewritten once for SQLite,
+    /// whatever the batch sizes. Returns the rows affected.
+    pub async fn insert_rows(
+        &mut self,
+        head: &str,
+        width: usize,
+        args: &[Arg],
+        tail: &str,
+    ) -> Result<u64, sqlx::Error> {
+        if width == 0 || !args.len().is_multiple_of(width) {
+            return Err(sqlx::Error::Protocol(format!(
+                "insert_rows: {} values are not whole rows of {width}",
+                args.len()
+            )));
+        }
+        let mut affected = 0;
+        let mut rest = args;
+        while !rest.is_empty() {
+            let rows = (rest.len() / width).min(MAX_ROWS_PER_INSERT);
+            let chunk = 1usize << rows.ilog2();
+            let (now, later) = rest.split_at(chunk * width);
+            affected += self.execute(values_statement(head, width, chunk, tail), now).await?;
+            rest = later;
+        }
+        Ok(affected)
+    }
+}
+
+/// The largest chunk [`DbTx::insert_rows`] sends in one statement.
+pub const MAX_ROWS_PER_INSERT: usize = 256;
+
+/// `{head} VALUES ($1, …, $width), … {tail}` for `rows` rows, built once per shape.
+fn values_statement(head: &str, width: usize, rows: usize, tail: &str) -> &'static str {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Shapes = HashMap<(String, usize, usize, String), &'static str>;
+    static CACHE: OnceLock<Mutex<Shapes>> = OnceLock::new();
+    let key = (head.to_string(), width, rows, tail.to_string());
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    cache.entry(key).or_insert_with(|| {
+        let mut sql = String::with_capacity(head.len() + tail.len() + rows * width * 6);
+        sql.push_str(head);
+        sql.push_str(" VALUES ");
+        for r in 0..rows {
+            sql.push_str(if r == 0 { "(" } else { ", (" });
+            for c in 0..width {
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${}", r * width + c + 1));
+            }
+            sql.push(')');
+        }
+        sql.push(' ');
+        sql.push_str(tail);
+        Box::leak(sql.into_boxed_str())
+    })
 }
 
 #[cfg(test)]

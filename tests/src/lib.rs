@@ -20,6 +20,34 @@ use medledger_commands::store::sqlite::SqliteEventStore;
 use medledger_commands::store::EventStore;
 use uuid::Uuid;
 
+/// Every row of `table` in `order`, each as one text (for comparing read models).
+pub async fn dump(db: &medledger_commands::db::Db, table: &str, order: &str) -> Vec<String> {
+    let sql = if db.is_postgres() {
+        format!("SELECT CAST(row_to_json(t) AS TEXT) FROM (SELECT * FROM {table} ORDER BY {order}) t")
+    } else {
+        // SQLite: every column, as text, in order.
+        let cols: Vec<String> = db
+            .fetch_all(&format!("SELECT name FROM pragma_table_info('{table}')"), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String>(0).unwrap())
+            .collect();
+        let concat = cols
+            .iter()
+            .map(|c| format!("COALESCE(CAST({c} AS TEXT), 'NULL')"))
+            .collect::<Vec<_>>()
+            .join(" || '|' || ");
+        format!("SELECT {concat} FROM {table} ORDER BY {order}")
+    };
+    db.fetch_all(&sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String>(0).unwrap())
+        .collect()
+}
+
 pub const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub const DEFAULT_NATS: &str = "nats://127.0.0.1:4222";
 

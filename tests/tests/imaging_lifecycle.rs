@@ -3,12 +3,13 @@
 //! QIDO-RS includefield and series/instance matching, sharing with a colleague
 //! (notification), soft delete and restore, archive and retrieve, storage
 //! accounting with the hospital's plan, worklist columns, DICOM peer
-//! registration, and forgetting a patient erasing their objects.
+//! registration, and forgetting a patient erasing their objects; arrivals
+//! written a run at a time give the same read models as a rebuild.
 
 use medledger_dicom_ingest::{synthetic_ct, CtSpec};
 use medledger_tests::dicomweb::{retrieve, stow_all};
 use medledger_tests::org::{Org, PASSWORD};
-use medledger_tests::{system_clock, Deployment, Reply, TestServer};
+use medledger_tests::{dump, system_clock, Deployment, Reply, TestServer};
 use serde_json::{json, Value};
 
 medledger_tests::on_both_deployments!(
@@ -16,6 +17,7 @@ medledger_tests::on_both_deployments!(
     studies_are_shared_deleted_restored_archived_and_retrieved,
     storage_is_accounted_by_plan_and_settings_are_validated,
     forgetting_a_patient_erases_their_objects,
+    read_models_written_a_run_at_a_time_equal_a_rebuild,
 );
 
 fn spec(patient: u32, study: u32, series: u32, instance: u32) -> CtSpec {
@@ -636,5 +638,155 @@ async fn forgetting_a_patient_erases_their_objects(d: &Deployment) {
     // Repeating is safe and erases nothing more.
     let again = s.post("/api/v1/admin/forget-patient", Some(&operator), body).await;
     assert_eq!(again.status, 200, "{}", again.body);
+    s.stop().await;
+}
+
+/// The same instance with another Modality (explicit VR little endian `CS` "CT").
+fn with_modality(mut bytes: Vec<u8>, modality: &[u8; 2]) -> Vec<u8> {
+    let element = [0x08, 0x00, 0x60, 0x00, b'C', b'S', 0x02, 0x00, b'C', b'T'];
+    let at = bytes
+        .windows(element.len())
+        .position(|w| w == element)
+        .expect("Modality CT");
+    bytes[at + 8..at + 10].copy_from_slice(modality);
+    bytes
+}
+
+/// The worklist, instance and storage read models write a run of arrivals
+/// together (one upsert per study and hospital, multi-row inserts). Built
+/// request by request while studies arrive, and rebuilt from the whole log in
+/// large batches, they must hold the same rows, and the right totals: a study
+/// arriving over several requests with two modalities, duplicates, a
+/// conflicting copy, a plan change between arrivals, an erasure between two
+/// arrivals of other studies.
+async fn read_models_written_a_run_at_a_time_equal_a_rebuild(d: &Deployment) {
+    use medledger_projections::read_models::{instances, storage, worklist};
+    let config = d.config();
+    let s = TestServer::start(&config, system_clock()).await;
+    let o = Org::build(&s).await;
+    let (tech, _) = user(&s, &o, "tech", "technician").await;
+    let (operator, _) = s.login("operator", medledger_tests::OPERATOR_PASSWORD).await;
+    let ct = |p, st, se, i| synthetic_ct(&spec(p, st, se, i));
+
+    // One request: two studies, one of them in two series of two modalities.
+    stow_all(
+        &s,
+        &tech,
+        vec![
+            ct(1, 1, 0, 0),
+            ct(1, 1, 0, 1),
+            with_modality(ct(1, 1, 1, 0), b"MR"),
+            ct(2, 2, 0, 0),
+        ],
+    )
+    .await;
+    // The plan changes between arrivals; the next ones are billed by it.
+    let r = send(
+        &s,
+        reqwest::Method::PUT,
+        &format!("/api/v1/hospitals/{}/storage-plan", o.h1),
+        &o.h1_admin,
+        Some(json!({"billing_unit": "放射科", "resource_package": "云胶片", "validity_months": 6})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // More of study 1 and a new study, with a duplicate and a conflicting copy.
+    let mut altered = ct(2, 2, 0, 0);
+    let last = altered.len() - 1;
+    altered[last] ^= 0xFF;
+    for batch in [vec![ct(1, 1, 0, 2), ct(1, 1, 0, 0), ct(3, 3, 0, 0)], vec![altered]] {
+        let body = medledger_tests::dicomweb::multipart(
+            &batch.into_iter().map(|b| ("application/dicom", b)).collect::<Vec<_>>(),
+        );
+        let r =
+            medledger_tests::dicomweb::stow(&s, Some(&tech), &medledger_tests::dicomweb::content_type(), body).await;
+        assert!([200, 202, 409].contains(&r.status), "{}", r.body);
+    }
+    // Patient 2 is forgotten (their study erased), then study 4 arrives.
+    let r = s
+        .post(
+            "/api/v1/admin/forget-patient",
+            Some(&operator),
+            json!({"hospital_id": o.h1, "patient_id": spec(2, 2, 0, 0).patient_id(), "reason": "patient request"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    stow_all(&s, &tech, vec![ct(4, 4, 0, 0), ct(4, 4, 0, 1)]).await;
+
+    let head = s.head().await;
+    let status = &s.running.status;
+    for name in [worklist::NAME, instances::NAME, storage::NAME] {
+        assert!(status.wait_for(name, head, std::time::Duration::from_secs(20)).await);
+    }
+    let db = s.app().store.db();
+    let tables = [
+        ("rm_worklist", "study_key"),
+        ("rm_instances", "instance_key"),
+        ("rm_storage_studies", "study_key"),
+        ("rm_storage_usage", "hospital_id"),
+        ("rm_upload_log", "position"),
+    ];
+    let mut live = Vec::new();
+    for (table, order) in tables {
+        live.push(dump(&db, table, order).await);
+    }
+
+    // What the rows must say, whichever way they were written.
+    let list = s
+        .get(&format!("/api/v1/studies?min_position={head}"), Some(&o.u1_token))
+        .await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    let study = |uid: String| {
+        list.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["study_instance_uid"] == uid.as_str())
+            .cloned()
+            .unwrap()
+    };
+    let one = study(spec(1, 1, 0, 0).study_instance_uid());
+    assert_eq!(one["instance_count"], 4, "three requests, the duplicate not counted");
+    let mut modalities: Vec<&str> = one["modalities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    modalities.sort();
+    assert_eq!(modalities, ["CT", "MR"], "in arrival order: {}", one["modalities"]);
+    let size: i64 = [ct(1, 1, 0, 0), ct(1, 1, 0, 1), ct(1, 1, 1, 0), ct(1, 1, 0, 2)]
+        .iter()
+        .map(|b| b.len() as i64)
+        .sum();
+    assert!(one["size_bytes"].as_i64().unwrap() >= size);
+    assert_eq!(study(spec(4, 4, 0, 0).study_instance_uid())["instance_count"], 2);
+    let usage = s
+        .get(
+            &format!("/api/v1/storage/usage?hospital_id={}", o.h1),
+            Some(&o.h1_admin),
+        )
+        .await;
+    assert_eq!(usage.status, 200, "{}", usage.body);
+    assert_eq!(usage.body["total_studies"], 3, "studies 1, 3 and 4; study 2 erased");
+    assert_eq!(usage.body["total_instances"], 7);
+    let uploads = s.get("/api/v1/storage/uploads?limit=100", Some(&o.h1_admin)).await;
+    assert_eq!(uploads.status, 200, "{}", uploads.body);
+    let rows = uploads.body["items"].as_array().unwrap();
+    assert_eq!(rows.len(), 9, "every stored instance and the conflicting copy");
+    let packages: Vec<&str> = rows.iter().map(|r| r["resource_package"].as_str().unwrap()).collect();
+    assert_eq!(packages.iter().filter(|p| **p == "云胶片").count(), 5, "{packages:?}");
+
+    // A rebuild applies the whole log in large batches: the same rows.
+    let platform = medledger_api::platform::Platform::open(&config, system_clock())
+        .await
+        .unwrap();
+    platform.runner.prepare().await.unwrap();
+    for name in [worklist::NAME, instances::NAME, storage::NAME] {
+        platform.runner.rebuild(name).await.unwrap();
+    }
+    for ((table, order), before) in tables.into_iter().zip(live) {
+        assert_eq!(dump(&db, table, order).await, before, "{table} rebuilt");
+    }
     s.stop().await;
 }

@@ -17,7 +17,7 @@ use medledger_domain::identity::ClientKind;
 use medledger_projections::bus::in_process::InProcessBus;
 use medledger_projections::bus::{Bus, BusError, Delivery};
 use medledger_projections::{read_models, Projection, ProjectionError, Runner};
-use medledger_tests::{system_clock, Backend, Deployment, TestServer, OPERATOR_PASSWORD};
+use medledger_tests::{dump, system_clock, Backend, Deployment, TestServer, OPERATOR_PASSWORD};
 use serde_json::json;
 
 medledger_tests::on_both_backends!(
@@ -25,33 +25,6 @@ medledger_tests::on_both_backends!(
     a_version_bump_rebuilds_the_read_model,
     a_lossy_bus_is_repaired_from_the_store,
 );
-
-async fn dump(db: &Db, table: &str, order: &str) -> Vec<String> {
-    let sql = if db.is_postgres() {
-        format!("SELECT CAST(row_to_json(t) AS TEXT) FROM (SELECT * FROM {table} ORDER BY {order}) t")
-    } else {
-        // SQLite: every column, as text, in order.
-        let cols: Vec<String> = db
-            .fetch_all(&format!("SELECT name FROM pragma_table_info('{table}')"), &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<String>(0).unwrap())
-            .collect();
-        let concat = cols
-            .iter()
-            .map(|c| format!("COALESCE(CAST({c} AS TEXT), 'NULL')"))
-            .collect::<Vec<_>>()
-            .join(" || '|' || ");
-        format!("SELECT {concat} FROM {table} ORDER BY {order}")
-    };
-    db.fetch_all(&sql, &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get::<String>(0).unwrap())
-        .collect()
-}
 
 async fn login_traffic(platform: &Platform, n: usize) {
     for i in 0..n {

@@ -32,6 +32,7 @@ medledger_tests::on_both_backends!(
     readers_never_skip_or_reorder_under_concurrent_writers,
     group_commit_keeps_each_request_all_or_nothing,
     bad_requests_are_refused_without_writing,
+    bulk_inserts_keep_every_row_of_any_batch_size,
 );
 
 async fn a_stale_expected_version_is_a_conflict_and_writes_nothing(b: &Backend) {
@@ -397,4 +398,61 @@ async fn bad_requests_are_refused_without_writing(b: &Backend) {
         .await
         .is_err());
     assert_eq!(store.head_position().await.unwrap(), 0);
+}
+
+/// `DbTx::insert_rows` (the read models' bulk writes) sends any number of
+/// rows in power-of-two chunks; every row lands once, conflicts are left to
+/// the statement's tail, and values that are not whole rows are an error.
+async fn bulk_inserts_keep_every_row_of_any_batch_size(b: &Backend) {
+    use medledger_commands::db::Arg;
+    let db = b.store().await.db();
+    let table = format!("bulk_{}", uuid::Uuid::new_v4().simple());
+    db.execute(
+        &format!("CREATE TABLE {table} (k BIGINT PRIMARY KEY, label TEXT, extra TEXT)"),
+        &[],
+    )
+    .await
+    .unwrap();
+    let head = format!("INSERT INTO {table} (k, label, extra)");
+    let mut next = 0i64;
+    for n in [1usize, 2, 3, 255, 256, 257, 300, 1000] {
+        let mut tx = db.begin().await.unwrap();
+        let args: Vec<Arg> = (next..next + n as i64)
+            .flat_map(|k| [Arg::I64(k), Arg::from(format!("row {k}")), Arg::Null])
+            .collect();
+        let inserted = tx
+            .insert_rows(&head, 3, &args, "ON CONFLICT (k) DO NOTHING")
+            .await
+            .unwrap();
+        assert_eq!(inserted, n as u64, "{n} rows");
+        // The same rows again: the tail decides (nothing new).
+        let again = tx
+            .insert_rows(&head, 3, &args, "ON CONFLICT (k) DO NOTHING")
+            .await
+            .unwrap();
+        assert_eq!(again, 0);
+        tx.commit().await.unwrap();
+        next += n as i64;
+    }
+    let row = db
+        .fetch_optional(&format!("SELECT COUNT(*), COUNT(DISTINCT k), MAX(k) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .unwrap();
+    let (count, distinct, max): (i64, i64, i64) = (row.get(0).unwrap(), row.get(1).unwrap(), row.get(2).unwrap());
+    assert_eq!((count, distinct, max), (next, next, next - 1));
+    let label: String = db
+        .fetch_optional(&format!("SELECT label FROM {table} WHERE k = 777"), &[])
+        .await
+        .unwrap()
+        .unwrap()
+        .get(0)
+        .unwrap();
+    assert_eq!(label, "row 777");
+
+    let mut tx = db.begin().await.unwrap();
+    let ragged = tx.insert_rows(&head, 3, &[Arg::I64(-1), Arg::Null], "").await;
+    assert!(ragged.is_err(), "two values are not a row of three");
+    drop(tx);
+    db.execute(&format!("DROP TABLE {table}"), &[]).await.unwrap();
 }

@@ -41,64 +41,27 @@ impl Projection for AuditLog {
     }
 
     async fn apply_batch(&self, tx: &mut DbTx, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
-        let rows: Vec<Row> = events.iter().map(Row::of).collect();
-        match tx {
-            // PostgreSQL: one statement per batch, columns as arrays.
-            DbTx::Postgres(t) => {
-                let col = |f: fn(&Row) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
-                sqlx::query(
-                    "INSERT INTO rm_audit_log (position, event_id, stream_id, event_type, actor, alliance_id, hospital_id, client, recorded_at) \
-                     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[]) \
-                     ON CONFLICT (position) DO NOTHING",
-                )
-                .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
-                .bind(col(|r| Some(r.event_id.clone())))
-                .bind(col(|r| Some(r.stream_id.clone())))
-                .bind(col(|r| Some(r.event_type.clone())))
-                .bind(col(|r| r.actor.clone()))
-                .bind(col(|r| r.alliance_id.clone()))
-                .bind(col(|r| r.hospital_id.clone()))
-                .bind(col(|r| r.client.clone()))
-                .bind(rows.iter().map(|r| r.recorded_at).collect::<Vec<_>>())
-                .execute(&mut **t)
-                .await?;
-            }
-            DbTx::Sqlite(_) => {
-                for chunk in rows.chunks(500) {
-                    let mut sql = String::from(
-                        "INSERT INTO rm_audit_log (position, event_id, stream_id, event_type, actor, alliance_id, hospital_id, client, recorded_at) VALUES ",
-                    );
-                    let mut args = Vec::with_capacity(chunk.len() * COLUMNS);
-                    for (i, r) in chunk.iter().enumerate() {
-                        if i > 0 {
-                            sql.push_str(", ");
-                        }
-                        let base = i * COLUMNS;
-                        sql.push('(');
-                        sql.push_str(
-                            &(1..=COLUMNS)
-                                .map(|c| format!("${}", base + c))
-                                .collect::<Vec<_>>()
-                                .join(", "),
-                        );
-                        sql.push(')');
-                        args.extend([
-                            Arg::I64(r.position),
-                            Arg::from(&r.event_id),
-                            Arg::from(&r.stream_id),
-                            Arg::from(&r.event_type),
-                            Arg::from(r.actor.clone()),
-                            Arg::from(r.alliance_id.clone()),
-                            Arg::from(r.hospital_id.clone()),
-                            Arg::from(r.client.clone()),
-                            Arg::from(r.recorded_at),
-                        ]);
-                    }
-                    sql.push_str(" ON CONFLICT (position) DO NOTHING");
-                    tx.execute(&sql, &args).await?;
-                }
-            }
+        let mut args = Vec::with_capacity(events.len() * COLUMNS);
+        for r in events.iter().map(Row::of) {
+            args.extend([
+                Arg::I64(r.position),
+                Arg::from(r.event_id),
+                Arg::from(r.stream_id),
+                Arg::from(r.event_type),
+                Arg::from(r.actor),
+                Arg::from(r.alliance_id),
+                Arg::from(r.hospital_id),
+                Arg::from(r.client),
+                Arg::from(r.recorded_at),
+            ]);
         }
+        tx.insert_rows(
+            "INSERT INTO rm_audit_log (position, event_id, stream_id, event_type, actor, alliance_id, hospital_id, client, recorded_at)",
+            COLUMNS,
+            &args,
+            "ON CONFLICT (position) DO NOTHING",
+        )
+        .await?;
         Ok(())
     }
 }

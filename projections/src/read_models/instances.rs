@@ -15,6 +15,7 @@ use medledger_domain::imaging::study::StudyEvent;
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::{runs, Run};
 use crate::runner::{Projection, ProjectionError};
 
 pub struct Instances;
@@ -44,6 +45,17 @@ impl Projection for Instances {
         &["rm_instances"]
     }
 
+    /// Stored instances go in multi-row inserts, a run at a time.
+    async fn apply_batch(&self, tx: &mut DbTx, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+        for run in runs(events, |e| e.event_type == "InstanceStored") {
+            match run {
+                Run::Bulk(stored_run) => stored(tx, stored_run).await?,
+                Run::One(e) => self.apply(tx, e).await?,
+            }
+        }
+        Ok(())
+    }
+
     async fn apply(&self, tx: &mut DbTx, e: &RecordedEvent) -> Result<(), ProjectionError> {
         if e.event_type == "SubjectForgotten" {
             if let AdministrationEvent::SubjectForgotten { subject_id, .. } = decode(e)? {
@@ -56,48 +68,7 @@ impl Projection for Instances {
             return Ok(());
         }
         let update = match decode::<StudyEvent>(e)? {
-            StudyEvent::InstanceStored {
-                hospital_id,
-                study_instance_uid,
-                sop_instance_uid,
-                patient,
-                attributes: a,
-                object,
-                dataset,
-                ..
-            } => {
-                let metadata = dataset.as_ref().and_then(|d| d.value()).map(str::to_string);
-                tx.execute(
-                    "INSERT INTO rm_instances (instance_key, hospital_id, study_instance_uid, series_instance_uid, sop_instance_uid, \
-                     sop_class_uid, transfer_syntax_uid, modality, series_number, series_description, instance_number, rows_count, \
-                     columns_count, number_of_frames, blob_key, size_bytes, received_at, metadata, patient_subject) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
-                     ON CONFLICT (instance_key) DO NOTHING",
-                    &[
-                        Arg::from(format!("{hospital_id}.{sop_instance_uid}")),
-                        Arg::from(hospital_id),
-                        Arg::from(study_instance_uid),
-                        Arg::from(a.series_instance_uid),
-                        Arg::from(sop_instance_uid),
-                        Arg::from(a.sop_class_uid),
-                        Arg::from(a.transfer_syntax_uid),
-                        Arg::from(a.modality),
-                        Arg::from(a.series_number.map(i64::from)),
-                        Arg::from(a.series_description),
-                        Arg::from(a.instance_number.map(i64::from)),
-                        Arg::from(a.rows.map(i64::from)),
-                        Arg::from(a.columns.map(i64::from)),
-                        Arg::from(a.number_of_frames as i64),
-                        Arg::from(object.blob_key),
-                        Arg::from(object.size),
-                        Arg::from(e.recorded_at),
-                        Arg::from(metadata),
-                        Arg::from(patient.patient_id.subject()),
-                    ],
-                )
-                .await?;
-                return Ok(());
-            }
+            StudyEvent::InstanceStored { .. } => return stored(tx, std::slice::from_ref(e)).await,
             StudyEvent::StudyDeleted {
                 hospital_id,
                 study_instance_uid,
@@ -133,6 +104,58 @@ impl Projection for Instances {
         .await?;
         Ok(())
     }
+}
+
+/// One row per stored instance (a copy already there is left as it is).
+async fn stored(tx: &mut DbTx, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+    let mut rows = Vec::with_capacity(events.len() * 19);
+    for e in events {
+        let StudyEvent::InstanceStored {
+            hospital_id,
+            study_instance_uid,
+            sop_instance_uid,
+            patient,
+            attributes: a,
+            object,
+            dataset,
+            ..
+        } = decode::<StudyEvent>(e)?
+        else {
+            continue;
+        };
+        let metadata = dataset.as_ref().and_then(|d| d.value()).map(str::to_string);
+        rows.extend([
+            Arg::from(format!("{hospital_id}.{sop_instance_uid}")),
+            Arg::from(hospital_id),
+            Arg::from(study_instance_uid),
+            Arg::from(a.series_instance_uid),
+            Arg::from(sop_instance_uid),
+            Arg::from(a.sop_class_uid),
+            Arg::from(a.transfer_syntax_uid),
+            Arg::from(a.modality),
+            Arg::from(a.series_number.map(i64::from)),
+            Arg::from(a.series_description),
+            Arg::from(a.instance_number.map(i64::from)),
+            Arg::from(a.rows.map(i64::from)),
+            Arg::from(a.columns.map(i64::from)),
+            Arg::from(a.number_of_frames as i64),
+            Arg::from(object.blob_key),
+            Arg::from(object.size),
+            Arg::from(e.recorded_at),
+            Arg::from(metadata),
+            Arg::from(patient.patient_id.subject()),
+        ]);
+    }
+    tx.insert_rows(
+        "INSERT INTO rm_instances (instance_key, hospital_id, study_instance_uid, series_instance_uid, sop_instance_uid, \
+         sop_class_uid, transfer_syntax_uid, modality, series_number, series_description, instance_number, rows_count, \
+         columns_count, number_of_frames, blob_key, size_bytes, received_at, metadata, patient_subject)",
+        19,
+        &rows,
+        "ON CONFLICT (instance_key) DO NOTHING",
+    )
+    .await?;
+    Ok(())
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]

@@ -18,7 +18,7 @@ use medledger_domain::imaging::study::StudyEvent;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{opt_uuid_at, uuid_at};
+use super::{opt_uuid_at, runs, uuid_at, Run};
 use crate::runner::{Projection, ProjectionError};
 
 pub struct Worklist;
@@ -56,6 +56,18 @@ impl Projection for Worklist {
         &["rm_worklist"]
     }
 
+    /// Stored instances are written a run at a time, one upsert per study:
+    /// per instance, each arrival would update its study's row again.
+    async fn apply_batch(&self, tx: &mut DbTx, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+        for run in runs(events, |e| e.event_type == "InstanceStored") {
+            match run {
+                Run::Bulk(stored) => self.stored(tx, stored).await?,
+                Run::One(e) => self.apply(tx, e).await?,
+            }
+        }
+        Ok(())
+    }
+
     async fn apply(&self, tx: &mut DbTx, e: &RecordedEvent) -> Result<(), ProjectionError> {
         if e.event_type == "SubjectForgotten" {
             if let AdministrationEvent::SubjectForgotten { subject_id, .. } = decode(e)? {
@@ -90,71 +102,7 @@ impl Projection for Worklist {
         }
         let study_key = e.stream_id.strip_prefix("study-").unwrap_or(&e.stream_id).to_string();
         match decode::<StudyEvent>(e)? {
-            StudyEvent::InstanceStored {
-                hospital_id,
-                study_instance_uid,
-                patient,
-                attributes: a,
-                object,
-                ..
-            } => {
-                let alliance = metadata_of(e).and_then(|m| m.tenant.alliance_id);
-                let patient_id = patient.patient_id.value().map(str::to_string);
-                let name = patient.name.as_ref().and_then(|n| n.value()).map(str::to_string);
-                let birth = patient.birth_date.as_ref().and_then(|b| b.value()).map(str::to_string);
-                let erased = patient.patient_id.is_erased();
-                let search = [name.as_deref(), patient_id.as_deref(), a.accession_number.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-                    .to_lowercase();
-                let datetime = sortable_datetime(a.study_date.as_deref(), a.study_time.as_deref());
-                tx.execute(
-                    "INSERT INTO rm_worklist (study_key, hospital_id, alliance_id, study_instance_uid, patient_subject, patient_id, \
-                     patient_name, patient_sex, patient_birth_date, patient_erased, modalities, body_part, study_description, \
-                     study_date, study_time, study_datetime, accession_number, referring_physician, institution, instance_count, \
-                     size_bytes, received_at, updated_at, search_text) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 1, $20, $21, $22, $23) \
-                     ON CONFLICT (study_key) DO UPDATE SET \
-                       instance_count = rm_worklist.instance_count + 1, \
-                       size_bytes = rm_worklist.size_bytes + excluded.size_bytes, \
-                       updated_at = excluded.updated_at, \
-                       modalities = CASE \
-                         WHEN excluded.modalities = '' THEN rm_worklist.modalities \
-                         WHEN rm_worklist.modalities = '' THEN excluded.modalities \
-                         WHEN (',' || rm_worklist.modalities || ',') LIKE ('%,' || excluded.modalities || ',%') THEN rm_worklist.modalities \
-                         ELSE rm_worklist.modalities || ',' || excluded.modalities END, \
-                       body_part = COALESCE(rm_worklist.body_part, excluded.body_part), \
-                       study_description = COALESCE(rm_worklist.study_description, excluded.study_description)",
-                    &[
-                        Arg::from(&study_key),
-                        Arg::from(hospital_id),
-                        Arg::from(alliance),
-                        Arg::from(&study_instance_uid),
-                        Arg::from(patient.patient_id.subject()),
-                        Arg::from(patient_id),
-                        Arg::from(name),
-                        Arg::from(patient.sex.clone()),
-                        Arg::from(birth),
-                        Arg::from(erased),
-                        Arg::from(a.modality.clone().unwrap_or_default()),
-                        Arg::from(a.body_part.clone()),
-                        Arg::from(a.study_description.clone()),
-                        Arg::from(a.study_date.clone()),
-                        Arg::from(a.study_time.clone()),
-                        Arg::from(datetime),
-                        Arg::from(a.accession_number.clone()),
-                        Arg::from(a.referring_physician.clone()),
-                        Arg::from(a.institution.clone()),
-                        Arg::from(object.size),
-                        Arg::from(e.recorded_at),
-                        Arg::from(e.recorded_at),
-                        Arg::from(search),
-                    ],
-                )
-                .await?;
-            }
+            StudyEvent::InstanceStored { .. } => self.stored(tx, std::slice::from_ref(e)).await?,
             StudyEvent::InstanceDuplicateIgnored { .. } => {
                 tx.execute(
                     "UPDATE rm_worklist SET duplicates = duplicates + 1 WHERE study_key = $1",
@@ -181,6 +129,151 @@ impl Projection for Worklist {
                 tx.execute(
                     &format!("UPDATE rm_worklist SET {set}, updated_at = $2 WHERE study_key = $1"),
                     &args![study_key, e.recorded_at],
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A study's arrivals in one run: the first one's row, with the run's totals.
+struct StudyArrivals {
+    row: Vec<Arg>,
+    instances: i64,
+    bytes: i64,
+    updated_at: DateTime<Utc>,
+    body_part: Option<String>,
+    description: Option<String>,
+    /// Modalities in arrival order (the first goes in the insert).
+    modalities: Vec<String>,
+}
+
+/// Merge `$2` (one modality, maybe empty) into a comma-separated list `{list}`.
+fn merged_modalities(list: &str, new: &str) -> String {
+    format!(
+        "CASE WHEN {new} = '' THEN {list} WHEN {list} = '' THEN {new} \
+         WHEN (',' || {list} || ',') LIKE ('%,' || {new} || ',%') THEN {list} \
+         ELSE {list} || ',' || {new} END"
+    )
+}
+
+impl Worklist {
+    /// Stored instances in log order: one upsert per study (the first
+    /// arrival's patient and study fields, the run's count, size and last
+    /// update), then any further modality of a study.
+    async fn stored(&self, tx: &mut DbTx, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+        let mut studies: Vec<StudyArrivals> = Vec::new();
+        let mut index: std::collections::HashMap<String, usize> = Default::default();
+        for e in events {
+            let StudyEvent::InstanceStored {
+                hospital_id,
+                study_instance_uid,
+                patient,
+                attributes: a,
+                object,
+                ..
+            } = decode::<StudyEvent>(e)?
+            else {
+                continue;
+            };
+            let study_key = e.stream_id.strip_prefix("study-").unwrap_or(&e.stream_id).to_string();
+            let modality = a.modality.clone().unwrap_or_default();
+            if let Some(&i) = index.get(&study_key) {
+                let s = &mut studies[i];
+                s.instances += 1;
+                s.bytes += object.size as i64;
+                s.updated_at = e.recorded_at;
+                s.body_part = s.body_part.take().or(a.body_part);
+                s.description = s.description.take().or(a.study_description);
+                if !modality.is_empty() && !s.modalities.contains(&modality) {
+                    s.modalities.push(modality);
+                }
+                continue;
+            }
+            let alliance = metadata_of(e).and_then(|m| m.tenant.alliance_id);
+            let patient_id = patient.patient_id.value().map(str::to_string);
+            let name = patient.name.as_ref().and_then(|n| n.value()).map(str::to_string);
+            let birth = patient.birth_date.as_ref().and_then(|b| b.value()).map(str::to_string);
+            let erased = patient.patient_id.is_erased();
+            let search = [name.as_deref(), patient_id.as_deref(), a.accession_number.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase();
+            let datetime = sortable_datetime(a.study_date.as_deref(), a.study_time.as_deref());
+            let row = vec![
+                Arg::from(&study_key),
+                Arg::from(hospital_id),
+                Arg::from(alliance),
+                Arg::from(&study_instance_uid),
+                Arg::from(patient.patient_id.subject()),
+                Arg::from(patient_id),
+                Arg::from(name),
+                Arg::from(patient.sex.clone()),
+                Arg::from(birth),
+                Arg::from(erased),
+                Arg::from(a.study_date.clone()),
+                Arg::from(a.study_time.clone()),
+                Arg::from(datetime),
+                Arg::from(a.accession_number.clone()),
+                Arg::from(a.referring_physician.clone()),
+                Arg::from(a.institution.clone()),
+                Arg::from(e.recorded_at),
+                Arg::from(search),
+            ];
+            index.insert(study_key, studies.len());
+            studies.push(StudyArrivals {
+                row,
+                instances: 1,
+                bytes: object.size as i64,
+                updated_at: e.recorded_at,
+                body_part: a.body_part,
+                description: a.study_description,
+                modalities: if modality.is_empty() { vec![] } else { vec![modality] },
+            });
+        }
+        let mut args = Vec::with_capacity(studies.len() * 24);
+        for s in &studies {
+            args.extend(s.row.iter().cloned());
+            args.extend([
+                Arg::from(s.body_part.clone()),
+                Arg::from(s.description.clone()),
+                Arg::I64(s.instances),
+                Arg::I64(s.bytes),
+                Arg::from(s.updated_at),
+                Arg::from(s.modalities.first().cloned().unwrap_or_default()),
+            ]);
+        }
+        tx.insert_rows(
+            "INSERT INTO rm_worklist (study_key, hospital_id, alliance_id, study_instance_uid, patient_subject, patient_id, \
+             patient_name, patient_sex, patient_birth_date, patient_erased, study_date, study_time, study_datetime, \
+             accession_number, referring_physician, institution, received_at, search_text, body_part, study_description, \
+             instance_count, size_bytes, updated_at, modalities)",
+            24,
+            &args,
+            &format!(
+                "ON CONFLICT (study_key) DO UPDATE SET \
+                 instance_count = rm_worklist.instance_count + excluded.instance_count, \
+                 size_bytes = rm_worklist.size_bytes + excluded.size_bytes, \
+                 updated_at = excluded.updated_at, \
+                 modalities = {}, \
+                 body_part = COALESCE(rm_worklist.body_part, excluded.body_part), \
+                 study_description = COALESCE(rm_worklist.study_description, excluded.study_description)",
+                merged_modalities("rm_worklist.modalities", "excluded.modalities")
+            ),
+        )
+        .await?;
+        // A study whose run brought more than one modality (rare: one per series).
+        for s in studies.iter().filter(|s| s.modalities.len() > 1) {
+            for m in &s.modalities[1..] {
+                tx.execute(
+                    &format!(
+                        "UPDATE rm_worklist SET modalities = {} WHERE study_key = $1",
+                        merged_modalities("modalities", "$2")
+                    ),
+                    &[s.row[0].clone(), Arg::from(m)],
                 )
                 .await?;
             }
