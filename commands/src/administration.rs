@@ -22,7 +22,7 @@ pub async fn record_audit_view(
     authorize(principal, action, &principal.tenant)?;
     let stream = format!("auditview-{}", principal.account_id);
     let r = app
-        .execute::<AuditTrail>(&stream, ViewAuditLog { filters, returned }, metadata, vec![])
+        .record::<AuditTrail>(&stream, ViewAuditLog { filters, returned }, metadata)
         .await?;
     Ok(r.position())
 }

@@ -89,6 +89,35 @@ impl App {
         Ok((state, version))
     }
 
+    /// Decide and append for a decider whose decisions depend on no state (a trail of
+    /// looks, such as audit-log views): nothing is loaded, however long the stream, and the
+    /// events go after whatever it holds.
+    pub async fn record<D>(
+        &self,
+        stream_id: &str,
+        command: D::Command,
+        metadata: &Metadata,
+    ) -> Result<Executed<D::Event>, Error>
+    where
+        D: Decider<State = ()>,
+        D::Event: DomainEvent,
+        D::Error: Into<Error>,
+    {
+        let ctx = self.ctx(metadata);
+        let events = D::decide(&(), command, &ctx).map_err(Into::into)?;
+        if events.is_empty() {
+            return Ok(Executed { events, append: None });
+        }
+        let new = self.codec.prepare(&events, metadata, ctx.now).await?;
+        let appended = self
+            .append(AppendRequest::stream(stream_id, ExpectedVersion::Any, new))
+            .await?;
+        Ok(Executed {
+            events,
+            append: Some(appended),
+        })
+    }
+
     /// Load, decide, append; on a concurrent modification, start over.
     pub async fn execute<D>(
         &self,

@@ -77,6 +77,7 @@ pub fn catalog() -> Vec<EventTypeInfo> {
     use medledger_domain::organization::hospital::HospitalEvent;
     use medledger_domain::organization::role::RoleEvent;
     use medledger_domain::reporting::knowledge::KnowledgeEntryEvent;
+    use medledger_domain::reporting::priors::PriorViewEvent;
     use medledger_domain::reporting::report::ReportEvent;
     use medledger_domain::reporting::settings::ReportingSettingsEvent;
     use medledger_domain::reporting::template::ReportTemplateEvent;
@@ -97,6 +98,7 @@ pub fn catalog() -> Vec<EventTypeInfo> {
         ReportTemplateEvent::catalog(),
         KnowledgeEntryEvent::catalog(),
         ReportingSettingsEvent::catalog(),
+        PriorViewEvent::catalog(),
     ]
     .concat()
 }

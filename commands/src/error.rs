@@ -118,6 +118,7 @@ mod table {
     use medledger_domain::organization::role::RoleError;
     use medledger_domain::organization::values::ValueError;
     use medledger_domain::reporting::knowledge::KnowledgeError;
+    use medledger_domain::reporting::priors::PriorViewError;
     use medledger_domain::reporting::report::ReportError;
     use medledger_domain::reporting::settings::ReportingSettingsError;
     use medledger_domain::reporting::template::TemplateError;
@@ -337,6 +338,15 @@ mod table {
     impl Rejection for ReportingSettingsError {
         fn kind_and_code(&self) -> (Kind, &'static str) {
             match *self {}
+        }
+    }
+
+    impl Rejection for PriorViewError {
+        fn kind_and_code(&self) -> (Kind, &'static str) {
+            match self {
+                PriorViewError::AnonymousViewer => (Kind::Unauthenticated, "unauthenticated"),
+                PriorViewError::OwnStudy => (Kind::NotFound, "not_found"),
+            }
         }
     }
 

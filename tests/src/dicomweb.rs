@@ -1,6 +1,51 @@
-//! Sending DICOM to a test server the way a PACS would (STOW-RS).
+//! Sending DICOM to a test server the way a PACS would (STOW-RS), and reading it back.
+
+use medledger_dicom_ingest::CtSpec;
 
 use crate::{Reply, TestServer};
+
+/// A small (16×16) CT of patient `patient` (Patient ID `P0000000<patient>`, birth date from
+/// it), study `index`; `seed` keeps the UIDs of different hospitals apart.
+pub fn small_ct(seed: u64, patient: u32, index: u32) -> CtSpec {
+    CtSpec {
+        seed,
+        patient_index: patient,
+        study_index: index,
+        rows: 16,
+        columns: 16,
+        ..CtSpec::default()
+    }
+}
+
+/// `GET` with an optional token, `Accept` and `X-Min-Position`: the status, content type and
+/// body bytes.
+pub async fn fetch(
+    s: &TestServer,
+    token: Option<&str>,
+    path: &str,
+    accept: Option<&str>,
+    min_position: Option<u64>,
+) -> (u16, String, Vec<u8>) {
+    let mut r = s.http.get(s.url(path));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    if let Some(a) = accept {
+        r = r.header("accept", a);
+    }
+    if let Some(p) = min_position {
+        r = r.header("x-min-position", p.to_string());
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    let ctype = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    (status, ctype, r.bytes().await.unwrap().to_vec())
+}
 
 pub const BOUNDARY: &str = "medledger-test-boundary";
 
@@ -43,15 +88,7 @@ pub async fn stow_all(s: &TestServer, token: &str, instances: Vec<Vec<u8>>) {
 /// `GET` a WADO-RS URL and split the multipart answer into its parts'
 /// bytes (each part carries a Content-Length).
 pub async fn retrieve(s: &TestServer, token: &str, path: &str) -> (u16, Vec<Vec<u8>>) {
-    let r = s.http.get(s.url(path)).bearer_auth(token).send().await.unwrap();
-    let status = r.status().as_u16();
-    let ctype = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let body = r.bytes().await.unwrap().to_vec();
+    let (status, ctype, body) = fetch(s, Some(token), path, None, None).await;
     if status != 200 {
         return (status, vec![]);
     }

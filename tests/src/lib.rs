@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 pub mod dicomweb;
 pub mod org;
+pub mod reports;
 pub mod s3;
 
 use medledger_api::config::Config;

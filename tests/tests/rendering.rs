@@ -3,7 +3,7 @@
 
 use medledger_dicom_ingest::generate::pixel_data;
 use medledger_dicom_ingest::{synthetic_ct, synthetic_encapsulated, CtSpec, ImageSpec, Pattern, Photometric};
-use medledger_tests::dicomweb::{multipart, stow};
+use medledger_tests::dicomweb::{self, multipart, stow};
 use medledger_tests::org::{Org, PASSWORD};
 use medledger_tests::{system_clock, Deployment, Reply, TestServer};
 use serde_json::json;
@@ -34,22 +34,7 @@ async fn get(
     path: &str,
     accept: Option<&str>,
 ) -> (u16, String, Vec<u8>) {
-    let mut r = s.http.get(s.url(path)).header("x-min-position", head.to_string());
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    if let Some(a) = accept {
-        r = r.header("accept", a);
-    }
-    let r = r.send().await.unwrap();
-    let status = r.status().as_u16();
-    let ctype = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    (status, ctype, r.bytes().await.unwrap().to_vec())
+    dicomweb::fetch(s, token, path, accept, Some(head)).await
 }
 
 async fn problem(s: &TestServer, head: u64, token: Option<&str>, path: &str) -> Reply {

@@ -216,8 +216,10 @@ async fn templates_phrases_self_review_priors_and_diffs(d: &Deployment) {
         )
         .await;
     assert_eq!(diff.status, 200, "{}", diff.body);
-    let findings = diff
-        .body
+    assert_eq!(diff.body["before"]["report_id"], report_a.as_str());
+    assert_eq!(diff.body["after"]["report_id"], report_b.as_str());
+    assert_eq!(diff.body["after"]["own_hospital"], true);
+    let findings = diff.body["fields"]
         .as_array()
         .unwrap()
         .iter()

@@ -8,85 +8,19 @@
 use std::collections::BTreeMap;
 
 use medledger_dicom_ingest::{synthetic_ct, CtSpec};
-use medledger_tests::dicomweb::stow_all;
-use medledger_tests::org::{Org, PASSWORD};
+use medledger_tests::dicomweb::{small_ct as study, stow_all};
+use medledger_tests::org::Org;
+use medledger_tests::reports::{draft, finalize, settings as share};
 use medledger_tests::{system_clock, Deployment, TestServer};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 medledger_tests::on_both_deployments!(priors_cross_the_alliance_only_where_the_other_hospital_allows_it);
 
-/// A study of patient `patient` (Patient ID `P0000000<patient>`, birth date from it);
-/// `seed` keeps the UIDs of different hospitals apart.
-fn study(seed: u64, patient: u32, index: u32) -> CtSpec {
-    CtSpec {
-        seed,
-        patient_index: patient,
-        study_index: index,
-        rows: 16,
-        columns: 16,
-        ..CtSpec::default()
-    }
-}
-
 /// A user of `hospital` with one built-in role; their token.
 async fn user(s: &TestServer, o: &Org, hospital: Uuid, admin: &str, name: &str, role: &str) -> String {
-    let roles = s.get(&format!("/api/v1/hospitals/{hospital}/roles"), Some(admin)).await;
-    assert_eq!(roles.status, 200, "{}", roles.body);
-    let role_id = roles
-        .body
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == role)
-        .map(|r| r["role_id"].clone())
-        .expect("a built-in role");
-    let login = format!("{name}.{}", o.suffix);
-    let r = s
-        .post(
-            &format!("/api/v1/hospitals/{hospital}/users"),
-            Some(admin),
-            json!({"login": login, "name": name, "password": PASSWORD, "roles": [role_id]}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    s.login(&login, PASSWORD).await.0
-}
-
-/// Opens the study's report and saves its findings/impression; its id and content version.
-async fn draft(s: &TestServer, token: &str, spec: &CtSpec, impression: &str) -> (String, u64) {
-    let opened = s
-        .post(
-            &format!("/api/v1/studies/{}/report", spec.study_instance_uid()),
-            Some(token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(opened.status, 201, "{}", opened.body);
-    let id = opened.body["report"]["id"].as_str().unwrap().to_string();
-    let saved = s
-        .post(
-            &format!("/api/v1/reports/{id}/save"),
-            Some(token),
-            json!({"version": 1, "findings": format!("{impression}（所见）"), "impression": impression}),
-        )
-        .await;
-    assert_eq!(saved.status, 200, "{}", saved.body);
-    (id, 2)
-}
-
-async fn finalize(s: &TestServer, token: &str, id: &str, version: u64) -> u64 {
-    for step in ["submit", "review"] {
-        let r = s
-            .post(
-                &format!("/api/v1/reports/{id}/{step}"),
-                Some(token),
-                json!({"version": version}),
-            )
-            .await;
-        assert_eq!(r.status, 200, "{step}: {}", r.body);
-    }
-    s.head().await
+    let role = Org::role(s, hospital, admin, role).await;
+    o.add_user(s, hospital, admin, name, vec![role]).await.0
 }
 
 /// The report's priors by Study Instance UID.
@@ -104,12 +38,6 @@ async fn priors(s: &TestServer, token: &str, report: &str, position: u64) -> BTr
         .iter()
         .map(|p| (p["study_instance_uid"].as_str().unwrap().to_string(), p.clone()))
         .collect()
-}
-
-async fn share(s: &TestServer, admin: &str, body: Value) -> u64 {
-    let r = s.post("/api/v1/report-settings", Some(admin), body).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body["position"].as_u64().unwrap()
 }
 
 async fn priors_cross_the_alliance_only_where_the_other_hospital_allows_it(d: &Deployment) {
@@ -221,12 +149,13 @@ async fn priors_cross_the_alliance_only_where_the_other_hospital_allows_it(d: &D
         "{draft_prior}"
     );
     assert!(!seen.contains_key(&uid(&h3_study)), "another alliance never");
-    // The shared text is all there is: H2's report itself stays closed to H1.
+    // H2's report itself stays closed to H1: its shared text is compared with H1's report,
+    // never opened by id (see prior_comparison.rs for the diff and the images).
     s.get(&format!("/api/v1/reports/{h2_report}"), Some(&o.u1_token))
         .await
         .assert_problem(404, "not_found");
     s.get(
-        &format!("/api/v1/reports/{h1_report}/diff?against={h2_report}"),
+        &format!("/api/v1/reports/{h2_report}/diff?against={h1_report}"),
         Some(&o.u1_token),
     )
     .await

@@ -145,6 +145,12 @@ async fn a_stream_reads_back_in_version_order(b: &Backend) {
     assert_eq!(ns, (0..15).collect::<Vec<_>>());
     assert_eq!(store.read_stream("s-1", 13).await.unwrap().len(), 2);
     assert!(store.read_stream("missing-1", 0).await.unwrap().is_empty());
+    // The head of a stream: its first events only, in version order.
+    let head = store.read_stream_head("s-1", 2).await.unwrap();
+    assert_eq!(head.iter().map(|e| e.stream_version).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(head[0].payload["n"], 0);
+    assert_eq!(store.read_stream_head("s-1", 100).await.unwrap().len(), 15);
+    assert!(store.read_stream_head("missing-1", 1).await.unwrap().is_empty());
 }
 
 async fn appending_the_same_event_ids_again_returns_the_first_result(b: &Backend) {

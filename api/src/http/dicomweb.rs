@@ -1,23 +1,157 @@
-//! DICOMweb over HTTP. So far STOW-RS: `POST /dicomweb/studies` with a
-//! `multipart/related; type="application/dicom"` body; every part is
-//! validated and stored on its own, and the answer is the PS3.18 response
-//! dataset (DICOM JSON): ReferencedSOPSequence for what was stored (or was
-//! already there, byte for byte), FailedSOPSequence with a FailureReason for
-//! the rest — 200 when all succeeded, 202 when some failed, 409 when none
-//! succeeded.
+//! DICOMweb over HTTP.
+//!
+//! STOW-RS: `POST /dicomweb/studies` with a `multipart/related; type="application/dicom"`
+//! body; every part is validated and stored on its own, and the answer is the PS3.18
+//! response dataset (DICOM JSON): ReferencedSOPSequence for what was stored (or was already
+//! there, byte for byte), FailedSOPSequence with a FailureReason for the rest — 200 when all
+//! succeeded, 202 when some failed, 409 when none succeeded.
+//!
+//! QIDO-RS and WADO-RS (here and in [`super::rendering`]) read from one of two roots, chosen
+//! by the [`Source`] every read handler takes:
+//! - `/dicomweb`: the caller's own hospital's studies;
+//! - `/dicomweb/reports/{report}/priors`: read-only, the studies other hospitals of the
+//!   alliance share as priors of the patient of `report` (one of the caller's own reports).
+//!   A standard DICOMweb client given this root finds the priors with QIDO-RS and opens them
+//!   with the usual paths; the URLs it is answered (RetrieveURL, BulkDataURI) stay under it.
 
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, RawPathParams, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use medledger_commands::authorization::{authorize, Action};
+use medledger_commands::identity::Principal;
+use medledger_commands::reporting::{self as rep, PriorContext};
 use medledger_dicom_ingest::ingest::{ingest, IngestError, Outcome};
 use medledger_domain::imaging::study::Arrival;
+use medledger_domain::reporting::priors::{PriorAccess, PriorUse};
+use medledger_domain::reporting::StudyRef;
+use medledger_projections::read_models::{instances, reports, worklist};
 use serde_json::{json, Map, Value};
+use uuid::Uuid;
 
-use super::extract::{Authenticated, RequestMeta};
+use super::extract::{Authenticated, MinPosition, RequestMeta};
 use super::problem::ApiError;
 use super::AppState;
+
+/// The read-only DICOMweb root of the priors of one of the caller's reports.
+pub fn prior_root(public_url: &str, report_id: Uuid) -> String {
+    format!(
+        "{}/dicomweb/reports/{report_id}/priors",
+        public_url.trim_end_matches('/')
+    )
+}
+
+/// Where a DICOMweb read looks, decided before its handler runs.
+///
+/// - Under `/dicomweb`: the caller's own hospital; `study.view` (403 without it, whatever the
+///   path names).
+/// - Under `/dicomweb/reports/{report}/priors`: `study.view`, and `report` a report of the
+///   caller's hospital they may read (404 otherwise); the study the path names is found among
+///   the hospitals of the alliance that share it, and granted by
+///   [`PriorContext::check`] from the streams at this request (404 unless it is the same
+///   patient's, in a hospital sharing its studies now).
+pub struct Source {
+    pub principal: Principal,
+    /// The root the answer's URLs are under: `{public}/dicomweb` or the prior root.
+    pub root: String,
+    /// The hospital holding the study the path names (always the caller's own under
+    /// `/dicomweb`; none for the study search under a prior root).
+    hospital: Option<Uuid>,
+    /// The caller's report, under a prior root.
+    prior: Option<PriorContext>,
+}
+
+impl FromRequestParts<AppState> for Source {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Authenticated(principal) = Authenticated::from_request_parts(parts, state).await?;
+        authorize(&principal, Action::ViewStudies, &principal.tenant)?;
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::not_found())?;
+        let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
+        let Some(report) = param("report") else {
+            return Ok(Source {
+                root: format!("{}/dicomweb", state.public_url.trim_end_matches('/')),
+                hospital: principal.tenant.hospital_id,
+                prior: None,
+                principal,
+            });
+        };
+        // A malformed id names no report (as every path id of the API).
+        let report: Uuid = report.parse().map_err(|_| ApiError::not_found())?;
+        let context = rep::prior_context(&state.app, &principal, report).await?;
+        let hospital = match param("study") {
+            Some(uid) => {
+                let min = MinPosition::from_request_parts(parts, state).await?;
+                Some(prior_holder(state, &context, &min, &uid).await?)
+            }
+            None => None,
+        };
+        Ok(Source {
+            root: prior_root(&state.public_url, report),
+            hospital,
+            prior: Some(context),
+            principal,
+        })
+    }
+}
+
+/// The hospital whose copy of study `uid` is a prior of the context's report: the first of the
+/// alliance's sharing hospitals holding it that the streams grant; 404 when none does.
+async fn prior_holder(
+    state: &AppState,
+    context: &PriorContext,
+    min: &MinPosition,
+    uid: &str,
+) -> Result<Uuid, ApiError> {
+    let alliance = context.tenant.alliance_id.ok_or_else(ApiError::not_found)?;
+    min.wait(state, reports::NAME).await?;
+    min.wait(state, worklist::NAME).await?;
+    let own = context.report.study.hospital_id;
+    for hospital in reports::prior_holders(&state.app.store.db(), alliance, own, uid).await? {
+        let study = StudyRef {
+            hospital_id: hospital,
+            study_instance_uid: uid.to_string(),
+        };
+        if context.check(&state.app, &study, PriorUse::Study).await?.is_ok() {
+            return Ok(hospital);
+        }
+    }
+    Err(ApiError::not_found())
+}
+
+impl Source {
+    /// The hospital holding the study the path names.
+    pub fn hospital(&self) -> Result<Uuid, ApiError> {
+        self.hospital.ok_or_else(ApiError::not_found)
+    }
+
+    /// Under a prior root, record that the caller looked at `uid` of `hospital`
+    /// (`PriorStudyViewed`) before anything of it is answered; nothing for the caller's own
+    /// studies.
+    pub async fn record(
+        &self,
+        state: &AppState,
+        meta: &RequestMeta,
+        hospital: Uuid,
+        uid: &str,
+        access: PriorAccess,
+    ) -> Result<(), ApiError> {
+        let Some(context) = &self.prior else {
+            return Ok(());
+        };
+        let study = StudyRef {
+            hospital_id: hospital,
+            study_instance_uid: uid.to_string(),
+        };
+        let metadata = meta.metadata(Some(&self.principal), self.principal.client);
+        context.record_view(&state.app, &study, access, &metadata).await?;
+        Ok(())
+    }
+}
 
 /// One part may be this large (the parser's own cap), a request this large.
 const PART_LIMIT: u64 = 512 * 1024 * 1024;
@@ -322,14 +456,13 @@ const RETRIEVE_LIMIT: u32 = 10_000;
               (status = 404, body = super::problem::Problem), (status = 406, body = super::problem::Problem)))]
 pub async fn retrieve(
     State(state): State<AppState>,
-    Authenticated(p): Authenticated,
-    min: super::extract::MinPosition,
+    source: Source,
+    meta: RequestMeta,
+    min: MinPosition,
     headers: axum::http::HeaderMap,
     super::extract::ApiPath(path): super::extract::ApiPath<StudyPath>,
 ) -> Result<Response, ApiError> {
-    authorize(&p, Action::ViewStudies, &p.tenant)?;
-    min.wait(&state, medledger_projections::read_models::instances::NAME)
-        .await?;
+    min.wait(&state, instances::NAME).await?;
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -348,8 +481,8 @@ pub async fn retrieve(
             "instances are served as multipart/related; type=\"application/dicom\"",
         ));
     }
-    let hospital = p.tenant.hospital_id.ok_or_else(ApiError::not_found)?;
-    let found = medledger_projections::read_models::instances::find(
+    let hospital = source.hospital()?;
+    let found = instances::find(
         &state.app.store.db(),
         hospital,
         &path.study,
@@ -359,6 +492,11 @@ pub async fn retrieve(
     )
     .await?;
     available(found.iter().map(|i| (i.deleted, i.storage_tier.as_str(), i.erased)))?;
+    if path.series.is_none() {
+        source
+            .record(&state, &meta, hospital, &path.study, PriorAccess::Retrieve)
+            .await?;
+    }
     let boundary = format!("medledger-{}", uuid::Uuid::new_v4().simple());
     let content_type = format!("multipart/related; type=\"application/dicom\"; boundary={boundary}");
     let blobs = state.blobs.clone();
@@ -446,36 +584,17 @@ fn text(vr: &str, v: &Option<String>) -> Value {
     }
 }
 
-/// Search studies (QIDO-RS): `PatientID`, `PatientName` (wildcards `*`/`?`,
-/// case-insensitive), `StudyDate` (`YYYYMMDD`, `A-B`, `A-`, `-B`),
-/// `ModalitiesInStudy`, `AccessionNumber`, `StudyInstanceUID` (repeated or
-/// comma-separated), `limit`, `offset`. Answers DICOM JSON (PS3.18 F.2;
-/// IS values as numbers).
-#[utoipa::path(get, path = "/dicomweb/studies", security(("bearer" = [])),
-    responses((status = 200, description = "application/dicom+json"), (status = 204, description = "no match"),
-              (status = 400, body = super::problem::Problem), (status = 401, body = super::problem::Problem),
-              (status = 403, body = super::problem::Problem)))]
-pub async fn search_studies(
-    State(state): State<AppState>,
-    Authenticated(p): Authenticated,
-    min: super::extract::MinPosition,
-    axum::extract::RawQuery(raw): axum::extract::RawQuery,
-) -> Result<Response, ApiError> {
-    authorize(&p, Action::ViewStudies, &p.tenant)?;
-    min.wait(&state, medledger_projections::read_models::worklist::NAME)
-        .await?;
-    min.wait(&state, medledger_projections::read_models::instances::NAME)
-        .await?;
-    let hospital = p.tenant.hospital_id.ok_or_else(ApiError::not_found)?;
+/// QIDO-RS study matching keys, `includefield`, `limit` and `offset` (the hospital is the
+/// caller's to set).
+fn study_query(raw: Option<&str>) -> Result<(worklist::StudyQuery, Vec<String>), ApiError> {
     let bad = |d: &str| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", d.to_string());
-    let mut q = medledger_projections::read_models::worklist::StudyQuery {
-        hospital_id: hospital,
+    let mut q = worklist::StudyQuery {
         limit: 100,
         ..Default::default()
     };
     let mut include: Vec<String> = Vec::new();
     let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(raw.as_deref().unwrap_or("")).map_err(|_| bad("the query string is malformed"))?;
+        serde_urlencoded::from_str(raw.unwrap_or("")).map_err(|_| bad("the query string is malformed"))?;
     for (k, v) in pairs {
         let v = v.trim().to_string();
         match qido_key(&k) {
@@ -521,15 +640,100 @@ pub async fn search_studies(
             _ => {}
         }
     }
-    let base = state.public_url.trim_end_matches('/').to_string();
-    let found = medledger_projections::read_models::worklist::match_studies(&state.app.store.db(), &q).await?;
+    Ok((q, include))
+}
+
+/// The shared priors of the context's report that match `q`, newest first, a page of them:
+/// the priors list's studies, searched in each hospital that holds some.
+async fn prior_studies(
+    state: &AppState,
+    context: &PriorContext,
+    q: worklist::StudyQuery,
+) -> Result<Vec<worklist::StudyMatch>, ApiError> {
+    let mut by_hospital: std::collections::BTreeMap<Uuid, Vec<String>> = Default::default();
+    for prior in super::reports::shared_priors(state, context).await? {
+        let uid = prior.study.study_instance_uid;
+        if q.study_instance_uids.is_empty() || q.study_instance_uids.contains(&uid) {
+            by_hospital.entry(prior.study.hospital_id).or_default().push(uid);
+        }
+    }
+    let db = state.app.store.db();
+    let mut found = Vec::new();
+    for (hospital_id, uids) in by_hospital {
+        let in_hospital = worklist::StudyQuery {
+            hospital_id,
+            limit: uids.len() as u32,
+            offset: 0,
+            study_instance_uids: uids,
+            ..q.clone()
+        };
+        found.extend(worklist::match_studies(&db, &in_hospital).await?);
+    }
+    let newest_first = |m: &worklist::StudyMatch| {
+        let r = &m.row;
+        (
+            worklist::sortable_datetime(r.study_date.as_deref(), r.study_time.as_deref()),
+            r.hospital_id,
+            r.study_instance_uid.clone(),
+        )
+    };
+    found.sort_by_key(|m| std::cmp::Reverse(newest_first(m)));
+    Ok(found
+        .into_iter()
+        .skip(q.offset as usize)
+        .take(q.limit as usize)
+        .collect())
+}
+
+/// Search studies (QIDO-RS): `PatientID`, `PatientName` (wildcards `*`/`?`,
+/// case-insensitive), `StudyDate` (`YYYYMMDD`, `A-B`, `A-`, `-B`),
+/// `ModalitiesInStudy`, `AccessionNumber`, `StudyInstanceUID` (repeated or
+/// comma-separated), `limit`, `offset`. Answers DICOM JSON (PS3.18 F.2;
+/// IS values as numbers).
+#[utoipa::path(get, path = "/dicomweb/studies", security(("bearer" = [])),
+    responses((status = 200, description = "application/dicom+json"), (status = 204, description = "no match"),
+              (status = 400, body = super::problem::Problem), (status = 401, body = super::problem::Problem),
+              (status = 403, body = super::problem::Problem)))]
+pub async fn search_studies(
+    State(state): State<AppState>,
+    source: Source,
+    meta: RequestMeta,
+    min: MinPosition,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Result<Response, ApiError> {
+    min.wait(&state, worklist::NAME).await?;
+    min.wait(&state, instances::NAME).await?;
+    let (mut q, include) = study_query(raw.as_deref())?;
+    let db = state.app.store.db();
+    let found = match &source.prior {
+        None => {
+            q.hospital_id = source.hospital()?;
+            worklist::match_studies(&db, &q).await?
+        }
+        Some(context) => {
+            min.wait(&state, reports::NAME).await?;
+            prior_studies(&state, context, q).await?
+        }
+    };
     if found.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
+    for m in &found {
+        source
+            .record(
+                &state,
+                &meta,
+                m.row.hospital_id,
+                &m.row.study_instance_uid,
+                PriorAccess::Search,
+            )
+            .await?;
+    }
+    let root = &source.root;
     let mut studies: Vec<Value> = found
-        .into_iter()
+        .iter()
         .map(|m| {
-            let r = m.row;
+            let r = &m.row;
             json!({
                 "00080020": text("DA", &r.study_date),
                 "00080030": text("TM", &r.study_time),
@@ -537,7 +741,7 @@ pub async fn search_studies(
                 "00080061": {"vr": "CS", "Value": r.modalities},
                 "00080090": pn(&r.referring_physician),
                 "00081030": text("LO", &r.study_description),
-                "00081190": {"vr": "UR", "Value": [format!("{base}/dicomweb/studies/{}", r.study_instance_uid)]},
+                "00081190": {"vr": "UR", "Value": [format!("{root}/studies/{}", r.study_instance_uid)]},
                 "00100010": pn(&r.patient_name),
                 "00100020": text("LO", &r.patient_id),
                 "00100030": text("DA", &m.patient_birth_date),
@@ -548,11 +752,8 @@ pub async fn search_studies(
         })
         .collect();
     if !include.is_empty() {
-        let db = state.app.store.db();
-        for study in &mut studies {
-            let uid = study["0020000D"]["Value"][0].as_str().unwrap_or_default().to_string();
-            let first =
-                medledger_projections::read_models::instances::metadata(&db, hospital, &uid, None, None, 1).await?;
+        for (study, m) in studies.iter_mut().zip(&found) {
+            let first = instances::metadata(&db, m.row.hospital_id, &m.row.study_instance_uid, None, None, 1).await?;
             add_included(study, first.first().and_then(|f| f.0.as_deref()), &include);
         }
     }
@@ -577,13 +778,14 @@ fn is(v: Option<i64>) -> Value {
               (status = 401, body = super::problem::Problem), (status = 403, body = super::problem::Problem)))]
 pub async fn search_series(
     State(state): State<AppState>,
-    Authenticated(p): Authenticated,
-    min: super::extract::MinPosition,
+    source: Source,
+    meta: RequestMeta,
+    min: MinPosition,
     super::extract::ApiPath(path): super::extract::ApiPath<StudyPath>,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Result<Response, ApiError> {
-    let instances = path.series.is_some();
-    qido_level(state, p, min, path, raw, instances).await
+    let instance_level = path.series.is_some();
+    qido_level(state, source, meta, min, path, raw, instance_level).await
 }
 
 /// QIDO-RS instances of a whole study: `/dicomweb/studies/{study}/instances`.
@@ -593,26 +795,26 @@ pub async fn search_series(
               (status = 401, body = super::problem::Problem), (status = 403, body = super::problem::Problem)))]
 pub async fn search_study_instances(
     State(state): State<AppState>,
-    Authenticated(p): Authenticated,
-    min: super::extract::MinPosition,
+    source: Source,
+    meta: RequestMeta,
+    min: MinPosition,
     super::extract::ApiPath(path): super::extract::ApiPath<StudyPath>,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Result<Response, ApiError> {
-    qido_level(state, p, min, path, raw, true).await
+    qido_level(state, source, meta, min, path, raw, true).await
 }
 
 async fn qido_level(
     state: AppState,
-    p: medledger_commands::identity::Principal,
-    min: super::extract::MinPosition,
+    source: Source,
+    meta: RequestMeta,
+    min: MinPosition,
     path: StudyPath,
     raw: Option<String>,
     instance_level: bool,
 ) -> Result<Response, ApiError> {
-    authorize(&p, Action::ViewStudies, &p.tenant)?;
-    min.wait(&state, medledger_projections::read_models::instances::NAME)
-        .await?;
-    let hospital = p.tenant.hospital_id.ok_or_else(ApiError::not_found)?;
+    min.wait(&state, instances::NAME).await?;
+    let hospital = source.hospital()?;
     let bad = |d: &str| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", d.to_string());
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(raw.as_deref().unwrap_or("")).map_err(|_| bad("the query string is malformed"))?;
@@ -644,10 +846,10 @@ async fn qido_level(
             }
         }
     }
-    let base = state.public_url.trim_end_matches('/').to_string();
+    let root = &source.root;
     let db = state.app.store.db();
     let mut items: Vec<Value> = match instance_level {
-        false => medledger_projections::read_models::instances::series_of(&db, hospital, &path.study)
+        false => instances::series_of(&db, hospital, &path.study)
             .await?
             .into_iter()
             .map(|s| {
@@ -658,11 +860,11 @@ async fn qido_level(
                     "0008103E": text("LO", &s.series_description),
                     "00200011": is(s.series_number),
                     "00201209": {"vr": "IS", "Value": [s.instances]},
-                    "00081190": {"vr": "UR", "Value": [format!("{base}/dicomweb/studies/{}/series/{}", path.study, s.series_instance_uid)]},
+                    "00081190": {"vr": "UR", "Value": [format!("{root}/studies/{}/series/{}", path.study, s.series_instance_uid)]},
                 })
             })
             .collect(),
-        true => medledger_projections::read_models::instances::find(
+        true => instances::find(
             &db,
             hospital,
             &path.study,
@@ -685,7 +887,7 @@ async fn qido_level(
                 "00280010": {"vr": "US", "Value": i.rows.into_iter().collect::<Vec<_>>()},
                 "00280011": {"vr": "US", "Value": i.columns.into_iter().collect::<Vec<_>>()},
                 "00081190": {"vr": "UR", "Value": [format!(
-                    "{base}/dicomweb/studies/{}/series/{}/instances/{}",
+                    "{root}/studies/{}/series/{}/instances/{}",
                     i.study_instance_uid, i.series_instance_uid, i.sop_instance_uid
                 )]},
             })
@@ -713,20 +915,17 @@ async fn qido_level(
                 .get("00080018")
                 .and_then(|s| s["Value"][0].as_str())
                 .map(str::to_string);
-            let source = medledger_projections::read_models::instances::metadata(
-                &db,
-                hospital,
-                &path.study,
-                Some(&series),
-                sop.as_deref(),
-                1,
-            )
-            .await?;
-            add_included(item, source.first().and_then(|f| f.0.as_deref()), &include);
+            let first = instances::metadata(&db, hospital, &path.study, Some(&series), sop.as_deref(), 1).await?;
+            add_included(item, first.first().and_then(|f| f.0.as_deref()), &include);
         }
     }
     if items.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    if path.series.is_none() {
+        source
+            .record(&state, &meta, hospital, &path.study, PriorAccess::Contents)
+            .await?;
     }
     Ok(dicom_json(
         StatusCode::OK,
@@ -776,15 +975,14 @@ pub(super) fn available<'a>(found: impl Iterator<Item = (bool, &'a str, bool)>) 
               (status = 410, body = super::problem::Problem)))]
 pub async fn metadata(
     State(state): State<AppState>,
-    Authenticated(p): Authenticated,
-    min: super::extract::MinPosition,
+    source: Source,
+    meta: RequestMeta,
+    min: MinPosition,
     super::extract::ApiPath(path): super::extract::ApiPath<StudyPath>,
 ) -> Result<Response, ApiError> {
-    authorize(&p, Action::ViewStudies, &p.tenant)?;
-    min.wait(&state, medledger_projections::read_models::instances::NAME)
-        .await?;
-    let hospital = p.tenant.hospital_id.ok_or_else(ApiError::not_found)?;
-    let found = medledger_projections::read_models::instances::metadata(
+    min.wait(&state, instances::NAME).await?;
+    let hospital = source.hospital()?;
+    let found = instances::metadata(
         &state.app.store.db(),
         hospital,
         &path.study,
@@ -799,8 +997,8 @@ pub async fn metadata(
             .iter()
             .map(|(_, deleted, _, erased)| (*deleted, "online", *erased)),
     )?;
-    let base = state.public_url.trim_end_matches('/');
-    let absolute = format!("\"BulkDataURI\":\"{base}/dicomweb/");
+    // Stored URIs are relative to `/dicomweb/`: they name the same paths under the root served.
+    let absolute = format!("\"BulkDataURI\":\"{}/", source.root);
     let mut body = String::with_capacity(
         found
             .iter()
@@ -823,6 +1021,11 @@ pub async fn metadata(
         body.push_str(&json.replace("\"BulkDataURI\":\"/dicomweb/", &absolute));
     }
     body.push(']');
+    if path.series.is_none() {
+        source
+            .record(&state, &meta, hospital, &path.study, PriorAccess::Metadata)
+            .await?;
+    }
     Ok(dicom_json(StatusCode::OK, Response::new(axum::body::Body::from(body))))
 }
 
@@ -844,15 +1047,13 @@ pub struct BulkPath {
               (status = 409, body = super::problem::Problem), (status = 410, body = super::problem::Problem)))]
 pub async fn bulkdata(
     State(state): State<AppState>,
-    Authenticated(p): Authenticated,
-    min: super::extract::MinPosition,
+    source: Source,
+    min: MinPosition,
     super::extract::ApiPath(path): super::extract::ApiPath<BulkPath>,
 ) -> Result<Response, ApiError> {
-    authorize(&p, Action::ViewStudies, &p.tenant)?;
-    min.wait(&state, medledger_projections::read_models::instances::NAME)
-        .await?;
-    let hospital = p.tenant.hospital_id.ok_or_else(ApiError::not_found)?;
-    let found = medledger_projections::read_models::instances::find(
+    min.wait(&state, instances::NAME).await?;
+    let hospital = source.hospital()?;
+    let found = instances::find(
         &state.app.store.db(),
         hospital,
         &path.study,

@@ -235,6 +235,73 @@ pub fn router(state: AppState) -> Router {
             get(rendering::thumbnail),
         )
         .route("/dicomweb/studies/{study}/thumbnail", get(rendering::thumbnail))
+        // The priors of one of the caller's reports, read-only: the same handlers, with the
+        // studies other hospitals of the alliance share (see `dicomweb::Source`).
+        .route("/dicomweb/reports/{report}/priors/studies", get(dicomweb::search_studies))
+        .route(
+            "/dicomweb/reports/{report}/priors/studies/{study}",
+            get(dicomweb::retrieve),
+        )
+        .route(
+            "/dicomweb/reports/{report}/priors/studies/{study}/metadata",
+            get(dicomweb::metadata),
+        )
+        .route(
+            "/dicomweb/reports/{report}/priors/studies/{study}/series",
+            get(dicomweb::search_series),
+        )
+        .route(
+            "/dicomweb/reports/{report}/priors/studies/{study}/instances",
+            get(dicomweb::search_study_instances),
+        )
+        .route(
+            "/dicomweb/reports/{report}/priors/studies/{study}/thumbnail",
+            get(rendering::thumbnail),
+        )
+        .route(
+            "/dicomweb/reports/{report}/priors/studies/{study}/series/{series}",
+            get(dicomweb::retrieve),
+        )
+        .route(
+            "/dicomweb/reports/{report}/priors/studies/{study}/series/{series}/metadata",
+            get(dicomweb::metadata),
+        )
+        .route(
+            "/dicomweb/reports/{report}/priors/studies/{study}/series/{series}/instances",
+            get(dicomweb::search_series),
+        )
+        .route(
+            "/dicomweb/reports/{report}/priors/studies/{study}/series/{series}/thumbnail",
+            get(rendering::thumbnail),
+        )
+        .route(
+            "/dicomweb/reports/{report}/priors/studies/{study}/series/{series}/instances/{instance}",
+            get(dicomweb::retrieve),
+        )
+        .route(
+            "/dicomweb/reports/{report}/priors/studies/{study}/series/{series}/instances/{instance}/metadata",
+            get(dicomweb::metadata),
+        )
+        .route(
+            "/dicomweb/reports/{report}/priors/studies/{study}/series/{series}/instances/{instance}/bulkdata/{path}",
+            get(dicomweb::bulkdata),
+        )
+        .route(
+            "/dicomweb/reports/{report}/priors/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+            get(rendering::frames),
+        )
+        .route(
+            "/dicomweb/reports/{report}/priors/studies/{study}/series/{series}/instances/{instance}/rendered",
+            get(rendering::rendered),
+        )
+        .route(
+            "/dicomweb/reports/{report}/priors/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered",
+            get(rendering::rendered),
+        )
+        .route(
+            "/dicomweb/reports/{report}/priors/studies/{study}/series/{series}/instances/{instance}/thumbnail",
+            get(rendering::thumbnail),
+        )
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

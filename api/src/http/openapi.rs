@@ -1,6 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
 use axum::Json;
+use utoipa::openapi::path::{HttpMethod, Operation, Parameter, ParameterIn, PathItem};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -148,7 +150,7 @@ use utoipa::{Modify, OpenApi};
         super::reports::SettingsBody,
         super::reports::Prior,
     )),
-    modifiers(&Bearer)
+    modifiers(&Bearer, &DicomwebRoutes)
 )]
 pub struct ApiDoc;
 
@@ -164,7 +166,166 @@ impl Modify for Bearer {
     }
 }
 
+const INSTANCE: &str = "/dicomweb/studies/{study}/series/{series}/instances/{instance}";
+
+/// DICOMweb routes served by a handler documented under another of its routes:
+/// (documented, also served at).
+const DICOMWEB_SIBLINGS: &[(&str, &str)] = &[
+    (INSTANCE, "/dicomweb/studies/{study}"),
+    (INSTANCE, "/dicomweb/studies/{study}/series/{series}"),
+    (
+        "/dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata",
+        "/dicomweb/studies/{study}/metadata",
+    ),
+    (
+        "/dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata",
+        "/dicomweb/studies/{study}/series/{series}/metadata",
+    ),
+    (
+        "/dicomweb/studies/{study}/series",
+        "/dicomweb/studies/{study}/series/{series}/instances",
+    ),
+    (
+        "/dicomweb/studies/{study}/series/{series}/instances/{instance}/rendered",
+        "/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered",
+    ),
+    (
+        "/dicomweb/studies/{study}/series/{series}/instances/{instance}/thumbnail",
+        "/dicomweb/studies/{study}/series/{series}/thumbnail",
+    ),
+    (
+        "/dicomweb/studies/{study}/series/{series}/instances/{instance}/thumbnail",
+        "/dicomweb/studies/{study}/thumbnail",
+    ),
+];
+
+/// The own root's read operations again under the prior root of a report.
+const PRIOR_ROOT: &str = "/dicomweb/reports/{report}/priors";
+
+/// Documents every DICOMweb read route: the routes a handler serves besides the one it is
+/// annotated with, and the read-only prior root (`/dicomweb/reports/{report}/priors/…`),
+/// whose operations are those of `/dicomweb/…` for the studies other hospitals share.
+struct DicomwebRoutes;
+
+/// `{name}` segments of a path template, in order.
+fn path_names(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .collect()
+}
+
+/// `operation` fitted to `path`: its path parameters exactly the path's, a unique id.
+fn fitted(mut operation: Operation, path: &str) -> Operation {
+    let names = path_names(path);
+    let mut parameters = operation.parameters.take().unwrap_or_default();
+    parameters.retain(|p| p.parameter_in != ParameterIn::Path || names.contains(&p.name.as_str()));
+    for name in names.iter().rev() {
+        if !parameters
+            .iter()
+            .any(|p| p.parameter_in == ParameterIn::Path && p.name == *name)
+        {
+            let mut p = Parameter::new(*name);
+            p.parameter_in = ParameterIn::Path;
+            p.schema = Some(ObjectBuilder::new().schema_type(Type::String).build().into());
+            parameters.insert(0, p);
+        }
+    }
+    operation.parameters = Some(parameters);
+    let id: String = path
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    operation.operation_id = Some(format!("get{}", id.replace("__", "_").trim_end_matches('_')));
+    operation
+}
+
+impl Modify for DicomwebRoutes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let paths = &mut openapi.paths.paths;
+        for (documented, also) in DICOMWEB_SIBLINGS {
+            if let Some(get) = paths.get(*documented).and_then(|i| i.get.clone()) {
+                paths.insert(also.to_string(), PathItem::new(HttpMethod::Get, fitted(get, also)));
+            }
+        }
+        let own: Vec<(String, Operation)> = paths
+            .iter()
+            .filter(|(path, _)| path.starts_with("/dicomweb/studies"))
+            .filter_map(|(path, item)| item.get.clone().map(|get| (path.clone(), get)))
+            .collect();
+        for (path, mut get) in own {
+            let prior = path.replacen("/dicomweb", PRIOR_ROOT, 1);
+            let mut report = Parameter::new("report");
+            report.parameter_in = ParameterIn::Path;
+            report.description = Some("one of the caller's reports: the priors are its patient's".into());
+            report.schema = Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+                    .build()
+                    .into(),
+            );
+            get.parameters.get_or_insert_with(Vec::new).insert(0, report);
+            get.summary = Some(format!(
+                "Prior of a report (read-only): `{path}` for a study another hospital of the alliance shares"
+            ));
+            get.description = Some(format!(
+                "As `GET {path}`, for the studies other hospitals of the caller's alliance share as \
+                 priors (`prior_sharing` `studies` or `studies_and_reports`) of the patient of \
+                 `report`, one of the caller's own reports: same Patient ID and birth date, decided \
+                 at this request. Needs `study.view` (403) and the report (404); anything not shared \
+                 with it is 404. Study-level requests are recorded as `PriorStudyViewed`."
+            ));
+            paths.insert(prior.clone(), PathItem::new(HttpMethod::Get, fitted(get, &prior)));
+        }
+    }
+}
+
 /// `GET /api/openapi.json`
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_dicomweb_read_route_is_documented_under_both_roots_with_its_own_parameters() {
+        let doc = ApiDoc::openapi();
+        let paths = &doc.paths.paths;
+        let mut ids = std::collections::BTreeSet::new();
+        for (_, item) in paths.iter().filter(|(p, _)| p.starts_with("/dicomweb")) {
+            for op in [&item.get, &item.post, &item.put, &item.delete].into_iter().flatten() {
+                let id = op.operation_id.clone().expect("an operation id");
+                assert!(ids.insert(id.clone()), "operation id {id} twice");
+            }
+        }
+        for (_, also) in DICOMWEB_SIBLINGS {
+            let prior = also.replacen("/dicomweb", PRIOR_ROOT, 1);
+            for path in [also.to_string(), prior] {
+                let get = paths[&path].get.as_ref().unwrap_or_else(|| panic!("GET {path}"));
+                let mut named: Vec<&str> = get
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .filter(|p| p.parameter_in == ParameterIn::Path)
+                    .map(|p| p.name.as_str())
+                    .collect();
+                named.sort();
+                let mut wanted = path_names(&path);
+                wanted.sort();
+                assert_eq!(named, wanted, "{path}");
+            }
+        }
+        let search = paths["/dicomweb/reports/{report}/priors/studies"].get.as_ref().unwrap();
+        assert!(search.description.as_deref().unwrap().contains("PriorStudyViewed"));
+        let reads = paths.keys().filter(|p| p.starts_with("/dicomweb/studies")).count();
+        let priors = paths.keys().filter(|p| p.starts_with(PRIOR_ROOT)).count();
+        assert_eq!((reads, priors), (17, 17), "every read route under both roots");
+        assert!(paths["/dicomweb/studies"].post.is_some(), "STOW-RS");
+        assert!(
+            paths[&format!("{PRIOR_ROOT}/studies")].post.is_none(),
+            "the prior root is read-only"
+        );
+    }
 }

@@ -11,8 +11,11 @@
 //! - `GET …/instances/{i}/thumbnail`, `…/series/{se}/thumbnail` (the series' middle
 //!   instance) and `…/studies/{s}/thumbnail` (the middle instance of its first series).
 //!
-//! Authorized and answered like WADO-RS retrieve: `study.view`, the caller's own hospital,
-//! anything else is 404; deleted studies 404, erased 410, archived 409. Decoding runs on the
+//! Authorized and answered like WADO-RS retrieve ([`Source`]): `study.view`, the caller's own
+//! hospital — or, under `/dicomweb/reports/{report}/priors`, a prior another hospital shares —,
+//! anything else is 404; deleted studies 404, erased 410, archived 409. Frames, renders and
+//! thumbnails of a prior are not recorded one by one: the study-level request that gave the
+//! viewer their UIDs was. Decoding runs on the
 //! blocking pool; thumbnails and `variant=thumbnail` renders go through the
 //! [`RenderCache`](medledger_dicom_ingest::render_cache::RenderCache), which the series
 //! thumbnail worker ([`crate::series_thumbnails`]) fills ahead of the first request.
@@ -20,13 +23,12 @@
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use medledger_commands::authorization::{authorize, Action};
 use medledger_dicom_ingest::render::{Format, Instance, RenderError, RenderOptions, Window, MAX_DIMENSION};
 use medledger_dicom_ingest::render_cache::{render_blocking, CacheError, RenderRequest};
 use medledger_projections::read_models::instances::{find, InstanceView};
 
-use super::dicomweb::available;
-use super::extract::{ApiPath, Authenticated, MinPosition};
+use super::dicomweb::{available, Source};
+use super::extract::{ApiPath, MinPosition};
 use super::problem::ApiError;
 use super::AppState;
 
@@ -173,18 +175,17 @@ fn negotiate(headers: &HeaderMap) -> Result<Format, ApiError> {
     })
 }
 
-/// The caller's hospital's instances at this path (404 for none, another hospital's, no
-/// `study.view`-scoped hospital or a deleted study; 410 erased, 409 archived, as retrieval).
+/// The instances at this path in the source's hospital (404 for none or a deleted study;
+/// 410 erased, 409 archived, as retrieval).
 async fn instances(
     state: &AppState,
-    p: &medledger_commands::identity::Principal,
+    source: &Source,
     path: &RenderPath,
     min: &MinPosition,
 ) -> Result<Vec<InstanceView>, ApiError> {
-    authorize(p, Action::ViewStudies, &p.tenant)?;
     min.wait(state, medledger_projections::read_models::instances::NAME)
         .await?;
-    let hospital = p.tenant.hospital_id.ok_or_else(ApiError::not_found)?;
+    let hospital = source.hospital()?;
     let found = find(
         &state.app.store.db(),
         hospital,
@@ -293,7 +294,7 @@ async fn load(state: &AppState, blob_key: &str) -> Result<bytes::Bytes, ApiError
               (status = 410, body = super::problem::Problem), (status = 422, body = super::problem::Problem)))]
 pub async fn rendered(
     State(state): State<AppState>,
-    Authenticated(p): Authenticated,
+    source: Source,
     min: MinPosition,
     headers: HeaderMap,
     ApiPath(path): ApiPath<RenderPath>,
@@ -308,8 +309,8 @@ pub async fn rendered(
             .parse::<u32>()
             .map_err(|_| bad("a rendered frame is one frame number"))?,
     };
-    let found = instances(&state, &p, &path, &min).await?;
-    let hospital = p.tenant.hospital_id.ok_or_else(ApiError::not_found)?;
+    let found = instances(&state, &source, &path, &min).await?;
+    let hospital = source.hospital()?;
     let thumbnail = query.thumbnail;
     render_instance(&state, &found[0], hospital, frame, query, format, thumbnail).await
 }
@@ -326,7 +327,7 @@ pub async fn rendered(
               (status = 409, body = super::problem::Problem), (status = 410, body = super::problem::Problem)))]
 pub async fn thumbnail(
     State(state): State<AppState>,
-    Authenticated(p): Authenticated,
+    source: Source,
     min: MinPosition,
     headers: HeaderMap,
     ApiPath(path): ApiPath<RenderPath>,
@@ -334,8 +335,8 @@ pub async fn thumbnail(
 ) -> Result<Response, ApiError> {
     let format = negotiate(&headers)?;
     let query = parse_query(raw.as_deref())?;
-    let found = instances(&state, &p, &path, &min).await?;
-    let hospital = p.tenant.hospital_id.ok_or_else(ApiError::not_found)?;
+    let found = instances(&state, &source, &path, &min).await?;
+    let hospital = source.hospital()?;
     let (instance, frame) = representative(&found).ok_or_else(ApiError::not_found)?;
     render_instance(&state, instance, hospital, frame, query, format, true).await
 }
@@ -351,7 +352,7 @@ pub async fn thumbnail(
               (status = 409, body = super::problem::Problem), (status = 410, body = super::problem::Problem)))]
 pub async fn frames(
     State(state): State<AppState>,
-    Authenticated(p): Authenticated,
+    source: Source,
     min: MinPosition,
     headers: HeaderMap,
     ApiPath(path): ApiPath<RenderPath>,
@@ -392,7 +393,7 @@ pub async fn frames(
             && (a.contains("type=\"application/octet-stream\"") || a.contains("type=application/octet-stream"))
             && !a.contains("transfer-syntax=*")
     });
-    let found = instances(&state, &p, &path, &min).await?;
+    let found = instances(&state, &source, &path, &min).await?;
     let object = load(&state, &found[0].blob_key).await?;
     let parts = tokio::task::spawn_blocking(move || {
         let instance = Instance::open(&object)?;

@@ -10,11 +10,15 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use medledger_commands::authorization::{authorize, Action};
-use medledger_commands::reporting::{self as rep, FieldDiff, HistoryEntry, PrintDocument, ReportOutcome, SharedReport};
+use medledger_commands::reporting::{
+    self as rep, HistoryEntry, PrintDocument, ReportDiff, ReportOutcome, SharedReport,
+};
 use medledger_domain::reporting::knowledge::EntrySpec;
+use medledger_domain::reporting::priors::PriorUse;
 use medledger_domain::reporting::report::{Report, ReportContent};
 use medledger_domain::reporting::settings::{PriorSharing, ReportingSettings};
 use medledger_domain::reporting::template::{ReportTemplate, TemplateSpec};
+use medledger_domain::reporting::StudyRef;
 use medledger_projections::read_models::reports::{
     self as rm, KnowledgeFilter, KnowledgeRow, PriorStudy, ReportFilter, ReportPage, ReportView, TemplateRow,
 };
@@ -557,11 +561,56 @@ pub struct Prior {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub shared_report: Option<SharedReport>,
+    /// The study under the DICOMweb root it is served from: `/dicomweb/studies/{uid}` for the
+    /// hospital's own, `/dicomweb/reports/{id}/priors/studies/{uid}` for another hospital's.
+    pub retrieve_url: String,
+}
+
+/// The studies other hospitals of the alliance share as priors of the context report's
+/// patient, newest first: found by the priors search (same Patient ID and birth date in the
+/// worklist), each confirmed from the streams ([`rep::PriorContext::check`]: what they do not
+/// share now is not named), with the text of its final report when shared with reports.
+pub(super) async fn shared_priors(state: &AppState, context: &rep::PriorContext) -> Result<Vec<Prior>, ApiError> {
+    let (Some(alliance_id), Some(patient)) = (context.tenant.alliance_id, context.patient()) else {
+        return Ok(vec![]);
+    };
+    let who = rm::AlliancePatient {
+        alliance_id,
+        hospital_id: context.report.study.hospital_id,
+        patient_id: patient.patient_id().to_string(),
+        birth_date: patient.birth_date().to_string(),
+    };
+    let root = super::dicomweb::prior_root(&state.public_url, context.report.id);
+    let mut shared = Vec::new();
+    for mut study in rm::alliance_priors(&state.app.store.db(), &who).await? {
+        let at = StudyRef {
+            hospital_id: study.hospital_id,
+            study_instance_uid: study.study_instance_uid.clone(),
+        };
+        let Ok(sharing) = context.check(&state.app, &at, PriorUse::Study).await? else {
+            continue;
+        };
+        let shared_report = match (sharing, study.report_id) {
+            (PriorSharing::StudiesAndReports, Some(r)) => context.shared_report(&state.app, r).await?,
+            _ => None,
+        };
+        if shared_report.is_none() {
+            (study.report_id, study.report_status, study.reviewed_at) = (None, None, None);
+        }
+        let retrieve_url = format!("{root}/studies/{}", study.study_instance_uid);
+        shared.push(Prior {
+            study,
+            shared_report,
+            retrieve_url,
+        });
+    }
+    Ok(shared)
 }
 
 /// The patient's studies with their reports (compare 对比): in this hospital, and in the
 /// other hospitals of the alliance that share their studies as priors (same Patient ID and
-/// birth date). Each names its hospital; other hospitals' reports only when final and shared.
+/// birth date). Each names its hospital and where its images are served; other hospitals'
+/// reports only when final and shared.
 #[utoipa::path(get, path = "/api/v1/reports/{id}/priors", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = Vec<Prior>), (status = 404, body = Problem)))]
 pub async fn priors(
@@ -570,66 +619,44 @@ pub async fn priors(
     min: MinPosition,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Vec<Prior>>, ApiError> {
-    let report = rep::get_report(&state.app, &p, id, None).await?;
-    let Some(subject) = report.patient_subject else {
+    let context = rep::prior_context(&state.app, &p, id).await?;
+    let Some(subject) = context.report.patient_subject else {
         return Ok(Json(vec![]));
     };
     min.wait(&state, rm::NAME).await?;
     min.wait(&state, worklist::NAME).await?;
-    let db = state.app.store.db();
-    let hospital_id = report.study.hospital_id;
-    let mut all: Vec<Prior> = rm::priors(&db, hospital_id, subject)
+    let own_root = format!("{}/dicomweb", state.public_url.trim_end_matches('/'));
+    let mut all: Vec<Prior> = rm::priors(&state.app.store.db(), context.report.study.hospital_id, subject)
         .await?
         .into_iter()
         .map(|study| Prior {
+            retrieve_url: format!("{own_root}/studies/{}", study.study_instance_uid),
             study,
             shared_report: None,
         })
         .collect();
-    // The alliance match needs the patient's identifier and birth date: the worklist's
-    // decrypted copies of this study's (gone once the patient is forgotten).
-    let row = worklist::get_study(&db, hospital_id, &report.study.study_instance_uid).await?;
-    let who = match (p.tenant.alliance_id, row) {
-        (Some(alliance_id), Some((row, Some(birth_date)))) => row.patient_id.map(|patient_id| rm::AlliancePatient {
-            alliance_id,
-            hospital_id,
-            patient_id,
-            birth_date,
-        }),
-        _ => None,
-    };
-    if let Some(who) = who {
-        for mut study in rm::alliance_priors(&db, &who).await? {
-            let shared_report = match study.report_id {
-                Some(r) => rep::shared_prior_report(&state.app, &p, r).await?,
-                None => None,
-            };
-            // The streams have the last word: a report they do not share is not named.
-            if shared_report.is_none() {
-                (study.report_id, study.report_status, study.reviewed_at) = (None, None, None);
-            }
-            all.push(Prior { study, shared_report });
-        }
-    }
+    all.extend(shared_priors(&state, &context).await?);
     Ok(Json(all))
 }
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct DiffParams {
-    /// The report to compare against (e.g. a prior study's report).
+    /// The report to compare against: another report of the caller's hospital, or another
+    /// hospital's final report shared as a prior of this report's patient.
     pub against: Uuid,
 }
 
-/// Field-level text diff from `against` to this report.
+/// Field-level text diff from `against` to this report, with both reports' study, hospital,
+/// status and sign-off time.
 #[utoipa::path(get, path = "/api/v1/reports/{id}/diff", security(("bearer" = [])), params(("id" = Uuid, Path), DiffParams),
-    responses((status = 200, body = Vec<Object>), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = Object), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn diff(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(q): ApiQuery<DiffParams>,
-) -> Result<Json<Vec<FieldDiff>>, ApiError> {
+) -> Result<Json<ReportDiff>, ApiError> {
     Ok(Json(rep::diff_reports(&state.app, &p, q.against, id).await?))
 }
 

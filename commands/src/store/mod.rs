@@ -230,6 +230,10 @@ pub trait EventStore: Send + Sync + 'static {
     /// A stream's events with version > `after_version`, in version order.
     async fn read_stream(&self, stream_id: &str, after_version: u64) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// A stream's first `limit` events, in version order (what its opening event says,
+    /// without reading a long stream whole).
+    async fn read_stream_head(&self, stream_id: &str, limit: u32) -> Result<Vec<RecordedEvent>, StoreError>;
+
     /// Up to `limit` events with position > `after`, in global order.
     async fn read_all(&self, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError>;
 

@@ -304,6 +304,17 @@ impl EventStore for SqliteEventStore {
         rows.iter().map(|r| raw_from_row(r)?.parse()).collect()
     }
 
+    async fn read_stream_head(&self, stream_id: &str, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY stream_version LIMIT $2"
+        ))
+        .bind(stream_id)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(|r| raw_from_row(r)?.parse()).collect()
+    }
+
     async fn read_all(&self, after: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
         self.read_all_raw(after, limit)
             .await?

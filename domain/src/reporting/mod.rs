@@ -10,12 +10,15 @@
 //!   exam item), with print layout and department scope.
 //! - [`knowledge`]: hospital-wide and personal knowledge-base phrases (知识库词条).
 //! - [`settings`]: a hospital's reporting rules (may a preliminary author
-//!   review their own report?).
+//!   review their own report? what does the alliance see of its studies?).
+//! - [`priors`]: when another hospital's study (and its final report) may be
+//!   shown beside one of a hospital's own reports, and the trail of those looks.
 //!
 //! Nothing here reads the clock: lock expiry (30 minutes without activity)
 //! is decided from `Ctx::now` when the next command arrives.
 
 pub mod knowledge;
+pub mod priors;
 pub mod report;
 pub mod settings;
 pub mod template;

@@ -628,6 +628,47 @@ pub async fn alliance_priors(db: &Db, who: &AlliancePatient) -> Result<Vec<Prior
         .map_err(ProjectionError::from)
 }
 
+/// The hospitals of the alliance, other than `except`, that share their studies as priors and
+/// hold a study with this Study Instance UID, in the order they received it (deleted,
+/// archived and erased studies too: serving them answers for that). The UID is meant to be
+/// unique worldwide; a study copied to two hospitals names both. Candidates only: whether
+/// each may be shown is decided from the streams.
+pub async fn prior_holders(
+    db: &Db,
+    alliance_id: Uuid,
+    except: Uuid,
+    study_instance_uid: &str,
+) -> Result<Vec<Uuid>, ProjectionError> {
+    let sharing = db
+        .fetch_all(
+            "SELECT hospital_id FROM rm_prior_sharing WHERE alliance_id = $1 AND sharing <> 'none' AND hospital_id <> $2",
+            &args![alliance_id, except],
+        )
+        .await?;
+    if sharing.is_empty() {
+        return Ok(vec![]);
+    }
+    // By primary key (`<hospital>.<Study Instance UID>`).
+    let mut keys = Vec::with_capacity(sharing.len());
+    for r in &sharing {
+        keys.push(Arg::from(format!("{}.{study_instance_uid}", uuid_at(r, 0)?)));
+    }
+    let placeholders: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
+    let rows = db
+        .fetch_all(
+            &format!(
+                "SELECT hospital_id FROM rm_worklist WHERE study_key IN ({}) ORDER BY received_at, study_key",
+                placeholders.join(", ")
+            ),
+            &keys,
+        )
+        .await?;
+    rows.iter()
+        .map(|r| uuid_at(r, 0))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(ProjectionError::from)
+}
+
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct TemplateRow {
     pub template_id: Uuid,

@@ -1,7 +1,8 @@
 //! Reporting use cases: open a study's report (one per study), edit it under
 //! the single-editor lock, submit, review, send back, amend, print; report
 //! templates; knowledge-base entries; the hospital's reporting settings;
-//! history, `as_of` views and field-level diffs computed from the log.
+//! history and `as_of` views computed from the log; comparison with priors
+//! and field-level diffs ([`compare`]).
 //!
 //! Every function authorizes through [`crate::authorization::authorize`]
 //! against the report's hospital before anything is decided. Decisions read
@@ -9,18 +10,16 @@
 //! is it), the template or entry being applied, and the hospital's
 //! reporting settings.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use medledger_domain::identity::Tenant;
 use medledger_domain::imaging::study::StudyEvent;
-use medledger_domain::organization::hospital::Hospital;
+use medledger_domain::organization::hospital::{Hospital, HospitalProfile};
 use medledger_domain::pii::SubjectId;
 use medledger_domain::reporting::knowledge::{
     EntryScope, EntrySpec, KnowledgeEntry, KnowledgeEntryCommand, KnowledgeEntryDecider,
 };
 use medledger_domain::reporting::report::{
-    is_uid, Report, ReportCommand, ReportContent, ReportDecider, ReportEvent, ReportState, ReportStatus,
+    is_uid, Report, ReportCommand, ReportContent, ReportDecider, ReportEvent, ReportState,
 };
 use medledger_domain::reporting::settings::{
     PriorSharing, ReportingSettings, ReportingSettingsCommand, ReportingSettingsDecider,
@@ -40,6 +39,9 @@ use crate::error::{Error, Kind};
 use crate::identity::Principal;
 use crate::organization::hospital_stream;
 use crate::store::{Guard, RecordedEvent, StoreError};
+
+mod compare;
+pub use compare::*;
 
 pub fn report_stream(id: Uuid) -> String {
     format!("report-{id}")
@@ -70,10 +72,15 @@ fn own_hospital(p: &Principal) -> Result<Uuid, Error> {
     p.tenant.hospital_id.ok_or_else(Error::forbidden)
 }
 
+/// A hospital, from its stream (404 if it does not exist).
+async fn hospital_profile(app: &App, hospital_id: Uuid) -> Result<HospitalProfile, Error> {
+    let (state, _) = app.load::<Hospital>(&hospital_stream(hospital_id)).await?;
+    state.hospital.ok_or_else(not_found)
+}
+
 /// The tenant of a hospital, from its stream (404 if it does not exist).
 async fn hospital_tenant(app: &App, hospital_id: Uuid) -> Result<Tenant, Error> {
-    let (state, _) = app.load::<Hospital>(&hospital_stream(hospital_id)).await?;
-    let h = state.hospital.ok_or_else(not_found)?;
+    let h = hospital_profile(app, hospital_id).await?;
     Ok(Tenant {
         alliance_id: Some(h.alliance_id),
         hospital_id: Some(h.id),
@@ -402,54 +409,6 @@ async fn report_events(app: &App, id: Uuid) -> Result<Vec<(RecordedEvent, Report
         .collect()
 }
 
-/// The text of a final report another hospital of the caller's alliance shows
-/// as a prior (对比): what the priors of a report carry for studies outside its
-/// hospital, since those reports cannot be opened by id.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct SharedReport {
-    pub report_id: Uuid,
-    pub findings: String,
-    pub impression: String,
-    pub recommendations: String,
-    pub critical: bool,
-    pub fields: BTreeMap<String, String>,
-    pub reviewed_at: Option<DateTime<Utc>>,
-}
-
-/// A final report of another hospital of `p`'s alliance, if that hospital
-/// shares its studies and reports as priors ([`PriorSharing::StudiesAndReports`]);
-/// `None` for anything else (not final, not shared, the caller's own hospital,
-/// another alliance). Decided from the report's and the hospital's streams, so
-/// a withdrawn grant takes effect at once. Which studies are the same
-/// patient's is the priors query's (the read model's) answer; this is called
-/// for those only.
-pub async fn shared_prior_report(app: &App, p: &Principal, report_id: Uuid) -> Result<Option<SharedReport>, Error> {
-    authorize(p, Action::ViewReports, &p.tenant)?;
-    let (state, _) = app.load::<ReportDecider>(&report_stream(report_id)).await?;
-    let Some(r) = state.report.filter(|r| r.status == ReportStatus::Final) else {
-        return Ok(None);
-    };
-    let hospital = r.study.hospital_id;
-    if Some(hospital) == p.tenant.hospital_id
-        || hospital_tenant(app, hospital).await?.alliance_id != p.tenant.alliance_id
-    {
-        return Ok(None);
-    }
-    let (settings, _) = app.load::<ReportingSettingsDecider>(&settings_stream(hospital)).await?;
-    if settings.prior_sharing != PriorSharing::StudiesAndReports {
-        return Ok(None);
-    }
-    Ok(Some(SharedReport {
-        report_id,
-        findings: r.content.findings,
-        impression: r.content.impression,
-        recommendations: r.content.recommendations,
-        critical: r.content.critical,
-        fields: r.content.fields,
-        reviewed_at: r.reviewed_at,
-    }))
-}
-
 /// One step of a report's history.
 #[derive(Clone, Debug, Serialize)]
 pub struct HistoryEntry {
@@ -510,79 +469,6 @@ pub async fn history(app: &App, p: &Principal, id: Uuid) -> Result<Vec<HistoryEn
             h
         })
         .collect())
-}
-
-/// One field's text diff between two reports.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct FieldDiff {
-    pub field: String,
-    pub before: String,
-    pub after: String,
-    /// Word-level changes: `equal`, `delete` or `insert` runs of text.
-    pub changes: Vec<DiffRun>,
-}
-
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct DiffRun {
-    pub op: &'static str,
-    pub text: String,
-}
-
-fn content_fields(c: &ReportContent) -> BTreeMap<String, String> {
-    let mut m = BTreeMap::new();
-    m.insert("findings".to_string(), c.findings.clone());
-    m.insert("impression".to_string(), c.impression.clone());
-    m.insert("recommendations".to_string(), c.recommendations.clone());
-    m.insert("critical".to_string(), c.critical.to_string());
-    m.insert("key_images".to_string(), c.key_images.join("\n"));
-    for (k, v) in &c.fields {
-        m.insert(format!("fields.{k}"), v.clone());
-    }
-    m
-}
-
-/// Field-level text diff of two report contents (only fields that differ).
-pub fn diff_contents(before: &ReportContent, after: &ReportContent) -> Vec<FieldDiff> {
-    let (a, b) = (content_fields(before), content_fields(after));
-    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    let empty = String::new();
-    keys.into_iter()
-        .filter_map(|k| {
-            let (x, y) = (a.get(k).unwrap_or(&empty), b.get(k).unwrap_or(&empty));
-            if x == y {
-                return None;
-            }
-            let diff = similar::TextDiff::from_chars(x.as_str(), y.as_str());
-            let mut changes: Vec<DiffRun> = Vec::new();
-            for c in diff.iter_all_changes() {
-                let op = match c.tag() {
-                    similar::ChangeTag::Equal => "equal",
-                    similar::ChangeTag::Delete => "delete",
-                    similar::ChangeTag::Insert => "insert",
-                };
-                match changes.last_mut() {
-                    Some(last) if last.op == op => last.text.push_str(c.value()),
-                    _ => changes.push(DiffRun {
-                        op,
-                        text: c.value().to_string(),
-                    }),
-                }
-            }
-            Some(FieldDiff {
-                field: k.clone(),
-                before: x.clone(),
-                after: y.clone(),
-                changes,
-            })
-        })
-        .collect()
-}
-
-/// Diff two reports the caller may see (e.g. a prior study's report against this one).
-pub async fn diff_reports(app: &App, p: &Principal, before: Uuid, after: Uuid) -> Result<Vec<FieldDiff>, Error> {
-    let (a, _) = visible_report(app, p, before, Action::ViewReports).await?;
-    let (b, _) = visible_report(app, p, after, Action::ViewReports).await?;
-    Ok(diff_contents(&a.content, &b.content))
 }
 
 /// What the PDF renderer receives: everything printed on the page, laid
@@ -876,48 +762,4 @@ pub async fn change_reporting_settings(
         )
         .await?;
     Ok(r.position())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn diffs_name_only_changed_fields_with_their_runs() {
-        let before = ReportContent {
-            findings: "双肺纹理清晰。".into(),
-            impression: "未见异常".into(),
-            ..Default::default()
-        };
-        let mut after = before.clone();
-        after.findings = "双肺纹理增粗。".into();
-        after.fields.insert("nodule".into(), "5mm".into());
-        let d = diff_contents(&before, &after);
-        assert_eq!(
-            d.iter().map(|f| f.field.as_str()).collect::<Vec<_>>(),
-            vec!["fields.nodule", "findings"]
-        );
-        let findings = &d[1];
-        assert_eq!(
-            findings.changes,
-            vec![
-                DiffRun {
-                    op: "equal",
-                    text: "双肺纹理".into()
-                },
-                DiffRun {
-                    op: "delete",
-                    text: "清晰".into()
-                },
-                DiffRun {
-                    op: "insert",
-                    text: "增粗".into()
-                },
-                DiffRun {
-                    op: "equal",
-                    text: "。".into()
-                },
-            ]
-        );
-    }
 }
