@@ -337,6 +337,32 @@ async fn a_doctor_views_and_diffs_another_hospitals_shared_prior(d: &Deployment)
         .unwrap()
         .iter()
         .any(|c| c["op"] == "equal"));
+    // Reading H2's report text is on the study's trail too: diffed, and in the priors list.
+    let listed = s.get(&format!("/api/v1/reports/{}/priors", c.report), doctor).await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert!(
+        listed
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["shared_report"]["report_id"] == c.h2_report.as_str()),
+        "{}",
+        listed.body
+    );
+    let looks = c.looks(&c.h2_prior).await;
+    let how: Vec<&str> = looks.iter().map(|l| l["payload"]["access"].as_str().unwrap()).collect();
+    assert_eq!(
+        how,
+        vec![
+            "search",
+            "contents",
+            "metadata",
+            "retrieve",
+            "report_text",
+            "report_text"
+        ]
+    );
     // Bad input is a problem, not a guess.
     s.get(&format!("/api/v1/reports/{}/diff?against=not-a-uuid", c.report), doctor)
         .await
@@ -478,6 +504,8 @@ async fn another_hospitals_priors_are_refused_unless_shared_for_the_same_patient
         .get(&format!("/api/v1/reports/{}/priors", c.report), Some(&c.typist))
         .await;
     assert_eq!(typed.status, 200, "{}", typed.body);
+    // That list carried H2's report text, and recorded it; the refusals below write nothing.
+    let head = s.head().await;
     // No token: 401. A malformed or unknown report names no root.
     assert_eq!(problem(s, None, &metadata).await, (401, "unauthenticated".to_string()));
     for path in [
@@ -555,8 +583,8 @@ async fn another_hospitals_priors_are_refused_unless_shared_for_the_same_patient
     let how: Vec<&str> = looks.iter().map(|l| l["payload"]["access"].as_str().unwrap()).collect();
     assert_eq!(
         how,
-        vec!["metadata"],
-        "the one look served; nothing refused was recorded"
+        vec!["report_text", "metadata", "report_text"],
+        "what was served (the typist's priors list with H2's report, the metadata, the diff); nothing refused"
     );
     c.s.stop().await;
 }

@@ -14,7 +14,7 @@ use medledger_commands::reporting::{
     self as rep, HistoryEntry, PrintDocument, ReportDiff, ReportOutcome, SharedReport,
 };
 use medledger_domain::reporting::knowledge::EntrySpec;
-use medledger_domain::reporting::priors::PriorUse;
+use medledger_domain::reporting::priors::{PriorAccess, PriorUse};
 use medledger_domain::reporting::report::{Report, ReportContent};
 use medledger_domain::reporting::settings::{PriorSharing, ReportingSettings};
 use medledger_domain::reporting::template::{ReportTemplate, TemplateSpec};
@@ -616,6 +616,7 @@ pub(super) async fn shared_priors(state: &AppState, context: &rep::PriorContext)
 pub async fn priors(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
+    meta: RequestMeta,
     min: MinPosition,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Vec<Prior>>, ApiError> {
@@ -635,7 +636,19 @@ pub async fn priors(
             shared_report: None,
         })
         .collect();
-    all.extend(shared_priors(&state, &context).await?);
+    let shared = shared_priors(&state, &context).await?;
+    // Another hospital's report text handed out is a look at its study, on its trail.
+    let metadata = meta.metadata(Some(&p), p.client);
+    for prior in shared.iter().filter(|prior| prior.shared_report.is_some()) {
+        let study = StudyRef {
+            hospital_id: prior.study.hospital_id,
+            study_instance_uid: prior.study.study_instance_uid.clone(),
+        };
+        context
+            .record_view(&state.app, &study, PriorAccess::ReportText, &metadata)
+            .await?;
+    }
+    all.extend(shared);
     Ok(Json(all))
 }
 
@@ -654,10 +667,12 @@ pub struct DiffParams {
 pub async fn diff(
     State(state): State<AppState>,
     Authenticated(p): Authenticated,
+    meta: RequestMeta,
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(q): ApiQuery<DiffParams>,
 ) -> Result<Json<ReportDiff>, ApiError> {
-    Ok(Json(rep::diff_reports(&state.app, &p, q.against, id).await?))
+    let metadata = meta.metadata(Some(&p), p.client);
+    Ok(Json(rep::diff_reports(&state.app, &p, q.against, id, &metadata).await?))
 }
 
 // ---- templates ------------------------------------------------------------

@@ -302,16 +302,26 @@ async fn compared(app: &App, p: &Principal, r: &Report) -> Result<ComparedReport
 
 /// Diff report `before` against the caller's report `after`: `before` is another report of
 /// the caller's hospital, or another hospital's final report shared with its reports as a
-/// prior of `after`'s patient (the same rule as the priors list); anything else is 404.
-pub async fn diff_reports(app: &App, p: &Principal, before: Uuid, after: Uuid) -> Result<ReportDiff, Error> {
+/// prior of `after`'s patient (the same rule as the priors list), whose reading is recorded
+/// on that study's trail (`PriorStudyViewed`, `report_text`); anything else is 404.
+pub async fn diff_reports(
+    app: &App,
+    p: &Principal,
+    before: Uuid,
+    after: Uuid,
+    metadata: &Metadata,
+) -> Result<ReportDiff, Error> {
     let (mine, tenant) = visible_report(app, p, after, Action::ViewReports).await?;
     let theirs = match visible_report(app, p, before, Action::ViewReports).await {
         Ok((r, _)) => r,
-        Err(e) if e.classify().1 == "not_found" => PriorContext::of(app, mine.clone(), tenant)
-            .await?
-            .shared_final(app, before)
-            .await?
-            .ok_or(e)?,
+        Err(e) if e.classify().1 == "not_found" => {
+            let context = PriorContext::of(app, mine.clone(), tenant).await?;
+            let theirs = context.shared_final(app, before).await?.ok_or(e)?;
+            context
+                .record_view(app, &theirs.study, PriorAccess::ReportText, metadata)
+                .await?;
+            theirs
+        }
         Err(e) => return Err(e),
     };
     Ok(ReportDiff {

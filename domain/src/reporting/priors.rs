@@ -120,7 +120,8 @@ pub fn may_compare(case: &PriorCase<'_>, wanted: PriorUse) -> Result<(), PriorRe
 
 /// How another hospital's study was looked at. Study-level requests are recorded (every way
 /// into a study's series, instances and frames starts with one of them, since those need
-/// the UIDs they answer); frames, renders and thumbnails are not, one by one.
+/// the UIDs they answer); frames, renders and thumbnails are not, one by one. Reading the
+/// text of its final report (in the priors list, or diffed) is recorded too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PriorAccess {
@@ -132,6 +133,8 @@ pub enum PriorAccess {
     Metadata,
     /// WADO-RS: its objects retrieved.
     Retrieve,
+    /// The text of its final report read: in the report's priors list, or diffed against.
+    ReportText,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
