@@ -500,6 +500,7 @@ async fn another_hospitals_priors_are_refused_unless_shared_for_the_same_patient
         problem(s, Some(&c.typist), &format!("{}/studies", c.root(&c.report))).await,
         (403, "forbidden".to_string())
     );
+    assert_eq!(s.head().await, head, "refused calls wrote nothing");
     let typed = s
         .get(&format!("/api/v1/reports/{}/priors", c.report), Some(&c.typist))
         .await;
