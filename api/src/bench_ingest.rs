@@ -372,7 +372,7 @@ fn print_phases(
     }
     if let (Some(batch), Some(commit)) = (mean("appends per commit"), mean("commit")) {
         let wait = mean("writer wait")
-            .map(|w| format!(" ({:.2} ms of it waiting for the SQLite writer)", w * 1000.0))
+            .map(|w| format!(" ({:.2} ms of it waiting for the writing connection)", w * 1000.0))
             .unwrap_or_default();
         println!(
             "  {:<44} {batch:.1} appends per group commit, {:.2} ms per commit{wait}",

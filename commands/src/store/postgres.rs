@@ -104,7 +104,9 @@ impl BatchCommitter for PgCommitter {
     /// Five round trips per batch: `BEGIN`, the counter lock, one read, one
     /// write, `COMMIT`.
     async fn commit(&self, requests: &[AppendRequest]) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+        let waited = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
+        metrics::histogram!("medledger_append_writer_wait_seconds").record(waited.elapsed().as_secs_f64());
         // The lock comes first, alone: the next statement's snapshot then
         // already contains every earlier appender's commit.
         let head: i64 = sqlx::query_scalar("SELECT last_position FROM position_counter WHERE id = 1 FOR UPDATE")
