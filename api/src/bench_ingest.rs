@@ -160,9 +160,10 @@ fn multipart(parts: &[Vec<u8>]) -> Vec<u8> {
     body
 }
 
-/// STOW-RS `n` instances (seeded `seed`) with 4 clients × 50 per request; (seconds, bytes).
-async fn stow(env: &Env, n: u32, seed: u64, studies_of: u32) -> anyhow::Result<(f64, u64)> {
-    let bodies: Vec<Vec<u8>> = (0..n)
+/// STOW-RS request bodies of `n` instances (seeded `seed`), 50 per request, built before
+/// anything is timed (a modality does not generate its images on our CPU).
+fn stow_bodies(n: u32, seed: u64, studies_of: u32) -> Vec<Vec<u8>> {
+    (0..n)
         .collect::<Vec<_>>()
         .chunks(50)
         .map(|chunk| {
@@ -173,7 +174,11 @@ async fn stow(env: &Env, n: u32, seed: u64, studies_of: u32) -> anyhow::Result<(
                     .collect::<Vec<_>>(),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Send `bodies` over STOW-RS with 4 concurrent clients; (seconds, bytes).
+async fn stow(env: &Env, bodies: Vec<Vec<u8>>) -> anyhow::Result<(f64, u64)> {
     let bytes: u64 = bodies.iter().map(|b| b.len() as u64).sum();
     let queue = Arc::new(std::sync::Mutex::new(bodies));
     let started = Instant::now();
@@ -455,8 +460,9 @@ async fn measure(args: &BenchIngestArgs, dir: &Path) -> anyhow::Result<()> {
 
     println!("\ningest ({n} instances of ≈525 KB each)");
     let before = phase_totals(&env).await?;
+    let bodies = stow_bodies(n, 1, 100);
     let cpu = cpu_seconds();
-    let (secs, bytes) = stow(&env, n, 1, 100).await?;
+    let (secs, bytes) = stow(&env, bodies).await?;
     let cpu = cpu_seconds() - cpu;
     println!(
         "  {:<44} {:>7.0} instances/s  {:>6.0} MB/s  ({secs:.1} s; CPU {:.0}% of {cores} cores, {:.2} ms per instance, clients included)",
@@ -604,7 +610,8 @@ async fn measure(args: &BenchIngestArgs, dir: &Path) -> anyhow::Result<()> {
         hospital: env.hospital,
         dicom_addr: env.dicom_addr,
     };
-    let during = tokio::spawn(async move { stow(&ingest_env, 1000, 21, 100).await });
+    let bodies = stow_bodies(1000, 21, 100);
+    let during = tokio::spawn(async move { stow(&ingest_env, bodies).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
     for (name, paths) in sets {
         row(&format!("{name}, during ingest"), &latency(&env, paths, 200).await?);
