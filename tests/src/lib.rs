@@ -77,6 +77,8 @@ pub struct PgDatabase {
     pub url: String,
     name: String,
     admin: String,
+    /// Where the test's nodes keep their files (objects, keys): removed with it.
+    files: tempfile::TempDir,
 }
 
 impl PgDatabase {
@@ -99,6 +101,7 @@ impl PgDatabase {
             url: format!("{base}/{name}"),
             name,
             admin,
+            files: tempfile::tempdir().expect("a temporary folder"),
         })
     }
 }
@@ -200,7 +203,7 @@ impl Backend {
     pub fn config(&self, master_key: &MasterKey) -> Config {
         let dir = match self {
             Backend::Sqlite(d) => d.path().to_path_buf(),
-            Backend::Postgres(_) => std::env::temp_dir().join(format!("medledger-test-{}", Uuid::new_v4())),
+            Backend::Postgres(db) => db.files.path().join(format!("node-{}", Uuid::new_v4())),
         };
         let mut c = Config::embedded(dir);
         c.master_key = Some(master_key.to_base64());
