@@ -59,9 +59,7 @@ impl Projection for Storage {
     /// hospital, the upload log in multi-row inserts. Per instance, the two
     /// totals are hot rows every arrival would otherwise update.
     async fn apply_batch(&self, tx: &mut DbTx, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
-        let arrival =
-            |e: &RecordedEvent| matches!(e.event_type.as_str(), "InstanceStored" | "InstanceConflictRecorded");
-        for run in runs(events, arrival) {
+        for run in runs(events, is_arrival) {
             match run {
                 Run::Bulk(arrivals) => self.arrivals(tx, arrivals).await?,
                 Run::One(e) => self.apply(tx, e).await?,
@@ -89,7 +87,7 @@ impl Projection for Storage {
             }
             return Ok(());
         }
-        if matches!(e.event_type.as_str(), "InstanceStored" | "InstanceConflictRecorded") {
+        if is_arrival(e) {
             return self.arrivals(tx, std::slice::from_ref(e)).await;
         }
         let study_key = e.stream_id.strip_prefix("study-").unwrap_or(&e.stream_id).to_string();
@@ -114,6 +112,11 @@ impl Projection for Storage {
         }
         Ok(())
     }
+}
+
+/// A stored instance or a conflicting copy kept aside: both are billed stored bytes.
+fn is_arrival(e: &RecordedEvent) -> bool {
+    matches!(e.event_type.as_str(), "InstanceStored" | "InstanceConflictRecorded")
 }
 
 /// One stored object, as the upload log and the totals see it.
