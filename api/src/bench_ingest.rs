@@ -308,6 +308,30 @@ async fn phase_totals(env: &Env) -> anyhow::Result<std::collections::BTreeMap<St
                 }
             }
         }
+        // Who held the one SQLite writer, and waited for it: "writer held by …" (sum, uses).
+        for (metric, what) in [
+            ("medledger_sqlite_writer_held_seconds_", "writer held by"),
+            ("medledger_sqlite_writer_wait_seconds_", "writer awaited by"),
+        ] {
+            let Some((stat, by)) = line
+                .strip_prefix(metric)
+                .and_then(|rest| rest.split_once("{by=\""))
+                .map(|(stat, rest)| (stat, rest.split('"').next().unwrap_or_default()))
+            else {
+                continue;
+            };
+            let value = line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            let entry = totals.entry(format!("{what} {by}")).or_default();
+            match stat {
+                "sum" => entry.0 = value,
+                "count" => entry.1 = value,
+                _ => {}
+            }
+        }
         // Time each read model held the writer (sum only: the share of the run).
         if let Some(rest) = line.strip_prefix("medledger_projection_apply_seconds_sum{projection=\"") {
             let name = rest.split('"').next().unwrap_or_default();
@@ -374,6 +398,32 @@ fn print_phases(
         .collect();
     if !busy.is_empty() {
         println!("  {:<44} {}", "  read-model transactions (total)", busy.join(", "));
+    }
+    // The SQLite writer's users: total time held and waited for, and uses, per user.
+    let users: Vec<String> = after
+        .iter()
+        .filter_map(|(name, (s1, c1))| {
+            let by = name.strip_prefix("writer held by ")?;
+            let (s0, c0) = before.get(name).copied().unwrap_or_default();
+            let waited = after
+                .get(&format!("writer awaited by {by}"))
+                .map(|t| t.0)
+                .unwrap_or(0.0)
+                - before
+                    .get(&format!("writer awaited by {by}"))
+                    .map(|t| t.0)
+                    .unwrap_or(0.0);
+            (c1 > &c0).then(|| {
+                format!(
+                    "{by} {:.1} s held, {waited:.1} s waiting, {} uses",
+                    s1 - s0,
+                    (c1 - c0) as u64
+                )
+            })
+        })
+        .collect();
+    if !users.is_empty() {
+        println!("  {:<44} {}", "  SQLite writer (total)", users.join("; "));
     }
     if let (Some(batch), Some(commit)) = (mean("appends per commit"), mean("commit")) {
         let wait = mean("writer wait")
@@ -488,47 +538,52 @@ async fn measure(args: &BenchIngestArgs, dir: &Path) -> anyhow::Result<()> {
                 cpu / secs / cores.max(1) as f64 * 100.0,
                 cpu * 1000.0 / n as f64
             );
+            // The files stay until the run ends: on ext4 without a journal, creating
+            // a file skips over inodes freed in the last minutes, one by one, so files
+            // deleted here would slow the next path's every arrival (seen: a sixth
+            // of the CPU in `recently_deleted`).
             print_phases(&before, &phase_totals(&env).await?);
-            let _ = std::fs::remove_dir_all(dir.join(format!("scu{seed}")));
         }
     } else {
         println!("  C-STORE: storescu (dcmtk) is not installed; skipped");
     }
 
-    // /metadata of one large study.
-    let m = args.metadata_instances;
-    let study_bodies: Vec<Vec<u8>> = (0..m)
-        .collect::<Vec<_>>()
-        .chunks(100)
-        .map(|c| multipart(&c.iter().map(|i| ct(999_999, *i, 9, 64)).collect::<Vec<_>>()))
-        .collect();
-    for body in study_bodies {
-        let r = env
-            .http
-            .post(format!("{}/dicomweb/studies", env.base))
-            .bearer_auth(&env.tech)
-            .header(
-                "content-type",
-                format!("multipart/related; type=\"application/dicom\"; boundary={BOUNDARY}"),
-            )
-            .body(body)
-            .send()
-            .await?;
-        anyhow::ensure!(r.status() == 200, "STOW-RS answered {}", r.status());
+    // /metadata of one large study (`--metadata-instances 0`: not measured).
+    if args.metadata_instances > 0 {
+        let m = args.metadata_instances;
+        let study_bodies: Vec<Vec<u8>> = (0..m)
+            .collect::<Vec<_>>()
+            .chunks(100)
+            .map(|c| multipart(&c.iter().map(|i| ct(999_999, *i, 9, 64)).collect::<Vec<_>>()))
+            .collect();
+        for body in study_bodies {
+            let r = env
+                .http
+                .post(format!("{}/dicomweb/studies", env.base))
+                .bearer_auth(&env.tech)
+                .header(
+                    "content-type",
+                    format!("multipart/related; type=\"application/dicom\"; boundary={BOUNDARY}"),
+                )
+                .body(body)
+                .send()
+                .await?;
+            anyhow::ensure!(r.status() == 200, "STOW-RS answered {}", r.status());
+        }
+        let big_study = CtSpec {
+            patient_index: 999_999,
+            study_index: 999_999,
+            seed: 9,
+            ..CtSpec::default()
+        }
+        .study_instance_uid();
+        let head = running.app.store.head_position().await?;
+        let meta_path = format!("/dicomweb/studies/{big_study}/metadata");
+        let _ = latency(&env, &[format!("{meta_path}?min_position={head}")], 1).await?;
+        let h = latency(&env, &[meta_path], 20).await?;
+        println!("\n/metadata of a {m}-instance study (from the database)");
+        row("GET …/metadata", &h);
     }
-    let big_study = CtSpec {
-        patient_index: 999_999,
-        study_index: 999_999,
-        seed: 9,
-        ..CtSpec::default()
-    }
-    .study_instance_uid();
-    let head = running.app.store.head_position().await?;
-    let meta_path = format!("/dicomweb/studies/{big_study}/metadata");
-    let _ = latency(&env, &[format!("{meta_path}?min_position={head}")], 1).await?;
-    let h = latency(&env, &[meta_path], 20).await?;
-    println!("\n/metadata of a {m}-instance study (from the database)");
-    row("GET …/metadata", &h);
 
     // Many studies, then query latency alone and during an ingest.
     let target = args.studies;

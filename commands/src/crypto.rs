@@ -117,11 +117,24 @@ struct SubjectKey {
     key: Option<[u8; 32]>,
 }
 
+/// How long a key used for sealing is kept in memory.
+///
+/// Instances of one patient arrive together (a study is hundreds of them, over
+/// several associations at once): without this, each looked the key up, and all
+/// the first ones, finding none, each wrote one (a durable write apiece, all but
+/// one of them for nothing). Within one process, forgetting the subject removes
+/// its key from here at once. Another node may go on sealing with it for at most
+/// this long; what it seals then is unreadable, as the key is destroyed.
+const SEALING_KEY_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Per-subject data keys, kept in `subject_keys`, wrapped by the master key.
 #[derive(Clone)]
 pub struct KeyStore {
     db: Db,
     master: Arc<MasterKey>,
+    /// Live keys recently used for sealing (never for opening: a key read for
+    /// opening is read afresh, so a forgotten subject's data is never opened).
+    sealing: moka::future::Cache<Uuid, SubjectKey>,
 }
 
 impl KeyStore {
@@ -129,6 +142,10 @@ impl KeyStore {
         KeyStore {
             db,
             master: Arc::new(master),
+            sealing: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(SEALING_KEY_TTL)
+                .build(),
         }
     }
 
@@ -166,8 +183,19 @@ impl KeyStore {
         Ok(out)
     }
 
-    /// The subject's key, created on first use.
+    /// The subject's key, created on first use. Concurrent callers for one subject
+    /// share one lookup (and one creation).
     async fn key_for_sealing(&self, subject: Uuid, now: DateTime<Utc>) -> Result<SubjectKey, CryptoError> {
+        self.sealing
+            .try_get_with(subject, self.find_or_create(subject, now))
+            .await
+            .map_err(|e| match &*e {
+                CryptoError::SubjectForgotten(s) => CryptoError::SubjectForgotten(*s),
+                other => CryptoError::Undecryptable(format!("subject key: {other}")),
+            })
+    }
+
+    async fn find_or_create(&self, subject: Uuid, now: DateTime<Utc>) -> Result<SubjectKey, CryptoError> {
         if let Some(k) = self.load(&[subject]).await?.remove(&subject) {
             return match k.key {
                 Some(_) => Ok(k),
@@ -213,6 +241,14 @@ impl KeyStore {
 
     /// Destroy a subject's key. Returns false if it was already destroyed.
     pub async fn destroy(&self, subject: Uuid, now: DateTime<Utc>) -> Result<bool, CryptoError> {
+        self.sealing.invalidate(&subject).await;
+        let destroyed = self.destroy_stored(subject, now).await;
+        // Again, in case a sealer loaded the key while it was being destroyed.
+        self.sealing.invalidate(&subject).await;
+        destroyed
+    }
+
+    async fn destroy_stored(&self, subject: Uuid, now: DateTime<Utc>) -> Result<bool, CryptoError> {
         // A subject that never had a key gets a destroyed one, so no personal
         // data can be stored for it afterwards either.
         let inserted = self

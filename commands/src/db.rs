@@ -9,34 +9,182 @@
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{PgPool, Postgres, Row, Sqlite, SqlitePool, Transaction};
+use std::sync::Arc;
+use std::time::Instant;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{ConnectOptions, Connection, PgPool, Postgres, Row, Sqlite, SqlitePool, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 #[derive(Clone, Debug)]
 pub enum Db {
     /// One writer connection (all writes serialize there) and a reader pool.
     Sqlite {
-        writer: SqlitePool,
+        writer: SqliteWriter,
         reader: SqlitePool,
     },
     Postgres(PgPool),
 }
 
-/// The one SQLite writer connection, set up for what the caller writes: `durable`
-/// writes (events, keys, seals) must survive a power cut once they return and commit
-/// with `synchronous = FULL`; the rest (read models, relay checkpoints) can be applied
-/// again and commit with `NORMAL`. Every user of the shared connection says which.
-pub async fn sqlite_writer(
-    pool: &SqlitePool,
-    durable: bool,
-) -> Result<sqlx::pool::PoolConnection<Sqlite>, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    let mode = if durable {
-        "PRAGMA synchronous = FULL"
-    } else {
-        "PRAGMA synchronous = NORMAL"
-    };
-    sqlx::query(mode).execute(&mut *conn).await?;
-    Ok(conn)
+/// The one SQLite connection every write goes through, shared behind a lock.
+///
+/// It is not a one-connection pool: a pool connection, when dropped, goes back
+/// through a spawned task that pings the connection first, so the next writer
+/// waited for that task to be scheduled as well as for the ping. Here the next
+/// writer takes the connection the moment the last one lets go.
+///
+/// Each use says what it writes: `durable` writes (events, keys, seals) must
+/// survive a power cut once they return and commit with `synchronous = FULL`;
+/// the rest (read models, checkpoints) can be applied again and commit with
+/// `NORMAL`. The mode is only set when it changes. How long each kind of user
+/// waits for the connection and holds it is measured
+/// (`medledger_sqlite_writer_{wait,held}_seconds{by}`).
+#[derive(Clone)]
+pub struct SqliteWriter(Arc<Mutex<WriterState>>);
+
+impl std::fmt::Debug for SqliteWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteWriter")
+    }
+}
+
+struct WriterState {
+    /// `None` once closed.
+    conn: Option<SqliteConnection>,
+    /// The `synchronous` setting last applied (`None`: unknown).
+    durable: Option<bool>,
+    /// A transaction was begun and neither committed nor rolled back (its
+    /// user was dropped or failed): the next user rolls it back first.
+    in_tx: bool,
+}
+
+/// The writer connection, held until dropped.
+pub struct WriterGuard {
+    state: OwnedMutexGuard<WriterState>,
+    writer: SqliteWriter,
+    by: &'static str,
+    since: Instant,
+}
+
+impl SqliteWriter {
+    pub async fn connect(options: &SqliteConnectOptions) -> Result<Self, sqlx::Error> {
+        let conn = options.connect().await?;
+        Ok(SqliteWriter(Arc::new(Mutex::new(WriterState {
+            conn: Some(conn),
+            durable: None,
+            in_tx: false,
+        }))))
+    }
+
+    /// Wait for the connection; `by` names the user in the metrics.
+    pub async fn lock(&self, durable: bool, by: &'static str) -> Result<WriterGuard, sqlx::Error> {
+        let waited = Instant::now();
+        let mut state = self.0.clone().lock_owned().await;
+        metrics::histogram!("medledger_sqlite_writer_wait_seconds", "by" => by).record(waited.elapsed().as_secs_f64());
+        let WriterState {
+            conn,
+            durable: mode,
+            in_tx,
+        } = &mut *state;
+        let conn = conn.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+        if *in_tx {
+            sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+            *in_tx = false;
+        }
+        if *mode != Some(durable) {
+            *mode = None;
+            let pragma = if durable {
+                "PRAGMA synchronous = FULL"
+            } else {
+                "PRAGMA synchronous = NORMAL"
+            };
+            sqlx::query(pragma).execute(&mut *conn).await?;
+            *mode = Some(durable);
+        }
+        Ok(WriterGuard {
+            state,
+            writer: self.clone(),
+            by,
+            since: Instant::now(),
+        })
+    }
+
+    /// Close the connection once its current user lets go (later uses fail
+    /// with [`sqlx::Error::PoolClosed`]).
+    pub async fn close(&self) {
+        if let Some(conn) = self.0.lock().await.conn.take() {
+            let _ = conn.close().await;
+        }
+    }
+}
+
+impl WriterGuard {
+    /// `BEGIN IMMEDIATE`: the write lock up front (see [`Db::begin`]).
+    pub async fn begin(&mut self) -> Result<(), sqlx::Error> {
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut **self).await?;
+        self.state.in_tx = true;
+        Ok(())
+    }
+
+    /// Commit what [`WriterGuard::begin`] began; on failure it is rolled back.
+    pub async fn commit(&mut self) -> Result<(), sqlx::Error> {
+        match sqlx::query("COMMIT").execute(&mut **self).await {
+            Ok(_) => {
+                self.state.in_tx = false;
+                Ok(())
+            }
+            Err(e) => {
+                self.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Roll back an open transaction (if that fails too, the next user retries).
+    pub async fn rollback(&mut self) {
+        if sqlx::query("ROLLBACK").execute(&mut **self).await.is_ok() {
+            self.state.in_tx = false;
+        }
+    }
+}
+
+impl std::ops::Deref for WriterGuard {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        // `lock` hands out a guard only while the connection is open, and `close`
+        // cannot take it while a guard is held.
+        self.state
+            .conn
+            .as_ref()
+            .expect("the writer is open while a guard is held")
+    }
+}
+
+impl std::ops::DerefMut for WriterGuard {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        self.state
+            .conn
+            .as_mut()
+            .expect("the writer is open while a guard is held")
+    }
+}
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        metrics::histogram!("medledger_sqlite_writer_held_seconds", "by" => self.by)
+            .record(self.since.elapsed().as_secs_f64());
+        if self.state.in_tx {
+            // Abandoned inside a transaction (an error, or its task was dropped):
+            // release SQLite's write lock now rather than at the next write, which
+            // another process sharing the file may be waiting for.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let writer = self.writer.clone();
+                runtime.spawn(async move {
+                    let _ = writer.lock(false, "rollback").await;
+                });
+            }
+        }
+    }
 }
 
 /// A bound value.
@@ -263,7 +411,7 @@ impl Db {
     pub async fn execute(&self, sql: &str, args: &[Arg]) -> Result<u64, sqlx::Error> {
         Ok(match self {
             Db::Sqlite { writer, .. } => {
-                let mut conn = sqlite_writer(writer, true).await?;
+                let mut conn = writer.lock(true, "durable statement").await?;
                 sqlite_query(sql, args).execute(&mut *conn).await?.rows_affected()
             }
             Db::Postgres(p) => pg_query(sql, args).execute(p).await?.rows_affected(),
@@ -315,8 +463,9 @@ impl Db {
     pub async fn begin(&self) -> Result<DbTx, sqlx::Error> {
         Ok(match self {
             Db::Sqlite { writer, .. } => {
-                let conn = sqlite_writer(writer, false).await?;
-                DbTx::Sqlite(Transaction::begin(conn, Some("BEGIN IMMEDIATE".into())).await?)
+                let mut conn = writer.lock(false, "read models").await?;
+                conn.begin().await?;
+                DbTx::Sqlite(conn)
             }
             Db::Postgres(p) => {
                 let mut tx = p.begin().await?;
@@ -338,7 +487,8 @@ impl Db {
 }
 
 pub enum DbTx {
-    Sqlite(Transaction<'static, Sqlite>),
+    /// The writer, inside `BEGIN IMMEDIATE` (dropped uncommitted: rolled back).
+    Sqlite(WriterGuard),
     Postgres(Transaction<'static, Postgres>),
 }
 
@@ -383,7 +533,7 @@ impl DbTx {
 
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
-            DbTx::Sqlite(t) => t.commit().await,
+            DbTx::Sqlite(mut t) => t.commit().await,
             DbTx::Postgres(t) => t.commit().await,
         }
     }
@@ -572,9 +722,11 @@ mod tests {
         let super::Db::Sqlite { writer, .. } = &db else {
             unreachable!()
         };
+        // Read the writer's setting as it is, without taking it as a user would.
         let mode = || async {
+            let mut state = writer.0.lock().await;
             sqlx::query_scalar::<_, i64>("PRAGMA synchronous")
-                .fetch_one(writer)
+                .fetch_one(state.conn.as_mut().unwrap())
                 .await
                 .unwrap()
         };

@@ -414,13 +414,15 @@ impl Runner {
         if position <= *flushed {
             return Ok(());
         }
-        self.store
-            .db()
-            .execute(
-                "UPDATE projection_checkpoints SET position = $2 WHERE name = $1 AND position < $2",
-                &args![p.name(), position as i64],
-            )
-            .await?;
+        // Like every checkpoint, it commits without waiting for the disk: if lost, the
+        // skipped events are looked at again.
+        let mut tx = self.store.db().begin().await?;
+        tx.execute(
+            "UPDATE projection_checkpoints SET position = $2 WHERE name = $1 AND position < $2",
+            &args![p.name(), position as i64],
+        )
+        .await?;
+        tx.commit().await?;
         *flushed = position;
         Ok(())
     }

@@ -24,6 +24,7 @@ medledger_tests::on_both_backends!(
     a_rewritten_hash_is_caught_by_the_global_seal,
     a_v1_event_is_read_as_v2_while_history_stays_as_written,
     forgetting_a_subject_erases_its_data_but_not_the_ledger,
+    the_first_seals_of_a_subject_share_one_key_and_forgetting_stops_every_node,
 );
 
 async fn fill(store: &Arc<dyn EventStore>) {
@@ -247,4 +248,102 @@ async fn forgetting_a_subject_erases_its_data_but_not_the_ledger(b: &Backend) {
         registered_by: None,
     };
     assert!(codec.prepare(&[again], &Metadata::system(), Utc::now()).await.is_err());
+}
+
+fn registration(subject: Uuid, name: &str) -> AccountEvent {
+    AccountEvent::AccountRegistered {
+        account_id: subject,
+        login: LoginName::parse("li.si").unwrap(),
+        display_name: PersonalData::new(subject, name),
+        phone: None,
+        role: AccountRole::User,
+        tenant: Tenant::PLATFORM,
+        department_id: None,
+        title: None,
+        roles: vec![],
+        time_zone: TimeZone::DEFAULT,
+        password_hash: "$argon2id$placeholder-hash-not-used".into(),
+        registered_by: None,
+    }
+}
+
+fn key_id(event: &medledger_commands::store::NewEvent) -> String {
+    event.payload["display_name"]["$pii"]["key_id"]
+        .as_str()
+        .expect("sealed")
+        .to_string()
+}
+
+/// A study's instances arrive together: the first seals of a new subject, all at
+/// once, share one key. Forgetting the subject refuses new personal data at once
+/// on the node that forgot, and within the sealing cache's two seconds on another
+/// node, which meanwhile can only seal what nobody can read.
+async fn the_first_seals_of_a_subject_share_one_key_and_forgetting_stops_every_node(b: &Backend) {
+    let store = b.store().await;
+    let master = MasterKey::generate();
+    let here = EventCodec::new(KeyStore::new(store.db(), master.clone()), Upcasters::platform());
+    let elsewhere = EventCodec::new(KeyStore::new(store.db(), master), Upcasters::platform());
+    let subject = Uuid::now_v7();
+
+    let sealed = futures::future::join_all((0..16).map(|i| {
+        let codec = if i % 2 == 0 { &here } else { &elsewhere };
+        async move {
+            codec
+                .prepare(&[registration(subject, "李四 Li Si")], &Metadata::system(), Utc::now())
+                .await
+                .unwrap()
+                .remove(0)
+        }
+    }))
+    .await;
+    let keys: std::collections::BTreeSet<String> = sealed.iter().map(key_id).collect();
+    assert_eq!(keys.len(), 1, "one key for every first seal: {keys:?}");
+    let rows: i64 = store
+        .db()
+        .fetch_optional(
+            "SELECT COUNT(*) FROM subject_keys WHERE subject_id = $1",
+            &medledger_commands::args![subject],
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .get(0)
+        .unwrap();
+    assert_eq!(rows, 1);
+
+    assert!(here.keys().destroy(subject, Utc::now()).await.unwrap());
+    let refused = here
+        .prepare(&[registration(subject, "Li Si")], &Metadata::system(), Utc::now())
+        .await;
+    assert!(refused.is_err(), "refused at once where it was forgotten");
+
+    // The other node may still hold the key for sealing: whatever it seals now is
+    // unreadable, as the key itself is gone.
+    if let Ok(late) = elsewhere
+        .prepare(&[registration(subject, "Li Si late")], &Metadata::system(), Utc::now())
+        .await
+    {
+        store
+            .append(AppendRequest::stream(
+                format!("account-{subject}"),
+                ExpectedVersion::Any,
+                late,
+            ))
+            .await
+            .unwrap();
+        let all = store.read_all(0, 100).await.unwrap();
+        for codec in [&here, &elsewhere] {
+            let opened = codec.open(all.clone()).await.unwrap();
+            let last = opened.last().unwrap();
+            assert_eq!(
+                last.payload["display_name"]["$pii"],
+                json!({"subject": subject, "erased": true})
+            );
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let refused = elsewhere
+        .prepare(&[registration(subject, "Li Si")], &Metadata::system(), Utc::now())
+        .await;
+    assert!(refused.is_err(), "refused on every node after the cache's two seconds");
 }

@@ -33,6 +33,7 @@ medledger_tests::on_both_backends!(
     group_commit_keeps_each_request_all_or_nothing,
     bad_requests_are_refused_without_writing,
     bulk_inserts_keep_every_row_of_any_batch_size,
+    an_abandoned_transaction_writes_nothing_and_blocks_nobody,
 );
 
 async fn a_stale_expected_version_is_a_conflict_and_writes_nothing(b: &Backend) {
@@ -461,4 +462,111 @@ async fn bulk_inserts_keep_every_row_of_any_batch_size(b: &Backend) {
     assert!(ragged.is_err(), "two values are not a row of three");
     drop(tx);
     db.execute(&format!("DROP TABLE {table}"), &[]).await.unwrap();
+}
+
+/// A read-model transaction dropped uncommitted (its task failed or was cancelled)
+/// is rolled back: none of its writes stay, and the next writer — an append, a
+/// statement, another transaction — goes ahead at once.
+async fn an_abandoned_transaction_writes_nothing_and_blocks_nobody(b: &Backend) {
+    let store = b.store().await;
+    let db = store.db();
+    let table = format!("abandoned_{}", uuid::Uuid::new_v4().simple());
+    db.execute(&format!("CREATE TABLE {table} (k BIGINT PRIMARY KEY)"), &[])
+        .await
+        .unwrap();
+    let insert = format!("INSERT INTO {table} (k) VALUES ($1)");
+    for k in 0..3i64 {
+        let mut tx = db.begin().await.unwrap();
+        tx.execute(&insert, &[k.into()]).await.unwrap();
+        drop(tx);
+        // A task cancelled mid-transaction, as a dropped request is.
+        let db2 = db.clone();
+        let insert2 = insert.clone();
+        let cancelled = tokio::spawn(async move {
+            let mut tx = db2.begin().await.unwrap();
+            tx.execute(&insert2, &[(100 + k).into()]).await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        cancelled.abort();
+        let _ = cancelled.await;
+    }
+    let next = async {
+        store
+            .append(AppendRequest::stream(
+                "after-abandon",
+                ExpectedVersion::NoStream,
+                events(0..1),
+            ))
+            .await
+            .unwrap();
+        db.execute(&insert, &[7i64.into()]).await.unwrap();
+        let mut tx = db.begin().await.unwrap();
+        tx.execute(&insert, &[8i64.into()]).await.unwrap();
+        tx.commit().await.unwrap();
+    };
+    tokio::time::timeout(Duration::from_secs(10), next)
+        .await
+        .expect("writers went ahead after the abandoned transactions");
+    let rows: Vec<i64> = db
+        .fetch_all(&format!("SELECT k FROM {table} ORDER BY k"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0).unwrap())
+        .collect();
+    assert_eq!(rows, vec![7, 8], "only the committed rows");
+    db.execute(&format!("DROP TABLE {table}"), &[]).await.unwrap();
+}
+
+/// The group-commit writer keeps a PostgreSQL connection of its own. When that
+/// connection is cut (a restart, a failover, `pg_terminate_backend`), the next
+/// append still succeeds on a new one, and nothing is appended twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_postgres_event_writer_reconnects_when_its_connection_is_cut() {
+    medledger_tests::init_logs();
+    let Some(backend) = Backend::postgres().await else {
+        return;
+    };
+    let store = backend.store().await;
+    store
+        .append(AppendRequest::stream("cut-1", ExpectedVersion::NoStream, events(0..2)))
+        .await
+        .unwrap();
+    let medledger_commands::db::Db::Postgres(pool) = store.db() else {
+        unreachable!()
+    };
+    // Every other session on this test database: the pool's and the writer's.
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(!cut.is_empty(), "the writer's session was there to cut");
+    let retry = NewEvent::new(
+        "TestHappened",
+        1,
+        json!({"n": 2}),
+        json!({"client": "system"}),
+        Utc::now(),
+    );
+    let r = store
+        .append(AppendRequest::stream(
+            "cut-1",
+            ExpectedVersion::Exact(2),
+            vec![retry.clone()],
+        ))
+        .await
+        .expect("appended on a new connection");
+    assert_eq!((r.first_position, r.last_position), (3, 3));
+    // The same event again is answered with the first result, not appended again.
+    let again = store
+        .append(AppendRequest::stream("cut-1", ExpectedVersion::Any, vec![retry]))
+        .await
+        .unwrap();
+    assert_eq!(again.last_position, 3);
+    assert_eq!(store.head_position().await.unwrap(), 3);
+    assert_eq!(store.read_stream("cut-1", 0).await.unwrap().len(), 3);
 }

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{PgPool, Row};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -58,7 +58,13 @@ impl PgEventStore {
             .await
             .map_err(|e| StoreError::Corrupt(format!("migration failed: {e}")))?;
         let appended = Arc::new(Notify::new());
-        let writer = GroupCommitWriter::spawn(PgCommitter { pool: pool.clone() }, appended.clone());
+        let writer = GroupCommitWriter::spawn(
+            PgCommitter {
+                pool: pool.clone(),
+                conn: tokio::sync::Mutex::new(None),
+            },
+            appended.clone(),
+        );
         Ok(PgEventStore { pool, writer, appended })
     }
 
@@ -67,8 +73,14 @@ impl PgEventStore {
     }
 }
 
+/// The group-commit writer's own connection, outside the pool: it never waits
+/// for a pooled connection behind read-model and request traffic, and never pays
+/// the pool's check on return (a ping) between batches. Opened with the pool's
+/// options; after a failed batch it is kept if it still answers, else replaced
+/// and the batch tried once more.
 struct PgCommitter {
     pool: PgPool,
+    conn: tokio::sync::Mutex<Option<PgConnection>>,
 }
 
 /// Everything the plan needs, read in one statement (after the lock, so with
@@ -105,17 +117,44 @@ impl BatchCommitter for PgCommitter {
     /// write, `COMMIT`.
     async fn commit(&self, requests: &[AppendRequest]) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
         let waited = std::time::Instant::now();
-        let mut tx = self.pool.begin().await?;
+        let mut slot = self.conn.lock().await;
+        let conn = match &mut *slot {
+            Some(conn) => conn,
+            empty => empty.insert(self.pool.connect_options().connect().await?),
+        };
         metrics::histogram!("medledger_append_writer_wait_seconds").record(waited.elapsed().as_secs_f64());
-        // The lock comes first, alone: the next statement's snapshot then
-        // already contains every earlier appender's commit.
-        let head: i64 = sqlx::query_scalar("SELECT last_position FROM position_counter WHERE id = 1 FOR UPDATE")
-            .fetch_one(&mut *tx)
-            .await?;
-        let outcomes = write_batch(&mut tx, requests, head as u64).await?;
-        tx.commit().await?;
-        Ok(outcomes)
+        let outcome = commit_on(conn, requests).await;
+        if outcome.is_ok() || conn.ping().await.is_ok() {
+            return outcome;
+        }
+        // The connection is gone (a restart, a failover, an administrator's
+        // `pg_terminate_backend`): once more on a new one. Repeating is harmless
+        // even if the lost commit went through, as every event id is appended at
+        // most once: a request whose events are all there is answered with them.
+        *slot = None;
+        tracing::warn!(error = ?outcome.err(), "the event writer's connection was lost; reconnecting");
+        let conn = slot.insert(self.pool.connect_options().connect().await?);
+        let outcome = commit_on(conn, requests).await;
+        if outcome.is_err() && conn.ping().await.is_err() {
+            *slot = None;
+        }
+        outcome
     }
+}
+
+async fn commit_on(
+    conn: &mut PgConnection,
+    requests: &[AppendRequest],
+) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+    let mut tx = conn.begin().await?;
+    // The lock comes first, alone: the next statement's snapshot then
+    // already contains every earlier appender's commit.
+    let head: i64 = sqlx::query_scalar("SELECT last_position FROM position_counter WHERE id = 1 FOR UPDATE")
+        .fetch_one(&mut *tx)
+        .await?;
+    let outcomes = write_batch(&mut tx, requests, head as u64).await?;
+    tx.commit().await?;
+    Ok(outcomes)
 }
 
 async fn write_batch(

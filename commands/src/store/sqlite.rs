@@ -18,13 +18,13 @@ use tokio::sync::Notify;
 use super::plan::{plan, Snapshot, StoredEventRef, StreamHead};
 use super::writer::{BatchCommitter, GroupCommitWriter};
 use super::*;
-use crate::db::Db;
+use crate::db::{Db, SqliteWriter};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
 #[derive(Clone)]
 pub struct SqliteEventStore {
-    writer_pool: SqlitePool,
+    writer_conn: SqliteWriter,
     reader: SqlitePool,
     writer: GroupCommitWriter,
     appended: Arc<Notify>,
@@ -48,13 +48,9 @@ impl SqliteEventStore {
         // checkpoint copies pages into the database and fsyncs it, and done by the
         // one writer it stalls every append and projection behind it (measured:
         // STOW-RS 576 → 725 instances/s without it). [`checkpointer`] does it beside.
-        let writer_pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .connect_with(opts.clone().pragma("wal_autocheckpoint", "0"))
-            .await?;
+        let writer_conn = SqliteWriter::connect(&opts.clone().pragma("wal_autocheckpoint", "0")).await?;
         MIGRATOR
-            .run(&writer_pool)
+            .run(&mut *writer_conn.lock(true, "migrations").await?)
             .await
             .map_err(|e| StoreError::Corrupt(format!("migration failed: {e}")))?;
         let reader = SqlitePoolOptions::new()
@@ -66,12 +62,12 @@ impl SqliteEventStore {
         let appended = Arc::new(Notify::new());
         let writer = GroupCommitWriter::spawn(
             SqliteCommitter {
-                pool: writer_pool.clone(),
+                writer: writer_conn.clone(),
             },
             appended.clone(),
         );
         Ok(SqliteEventStore {
-            writer_pool,
+            writer_conn,
             reader,
             writer,
             appended,
@@ -128,28 +124,24 @@ async fn checkpointer(opts: SqliteConnectOptions, alive: std::sync::Weak<()>) {
 }
 
 struct SqliteCommitter {
-    pool: SqlitePool,
+    writer: SqliteWriter,
 }
 
 #[async_trait]
 impl BatchCommitter for SqliteCommitter {
     async fn commit(&self, requests: &[AppendRequest]) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
         let waited = std::time::Instant::now();
-        let mut conn = crate::db::sqlite_writer(&self.pool, true).await?;
+        let mut conn = self.writer.lock(true, "events").await?;
         metrics::histogram!("medledger_append_writer_wait_seconds").record(waited.elapsed().as_secs_f64());
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        let result = commit_in_tx(&mut conn, requests).await;
-        match result {
-            Ok(outcomes) => match sqlx::query("COMMIT").execute(&mut *conn).await {
-                Ok(_) => Ok(outcomes),
-                Err(e) => {
-                    // Never leave the one writer connection inside a transaction.
-                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                    Err(e.into())
-                }
-            },
+        conn.begin().await?;
+        match commit_in_tx(&mut conn, requests).await {
+            Ok(outcomes) => {
+                conn.commit().await?;
+                Ok(outcomes)
+            }
             Err(e) => {
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                // Never leave the one writer connection inside a transaction.
+                conn.rollback().await;
                 Err(e)
             }
         }
@@ -371,7 +363,7 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn write_seal(&self, seal: &Seal) -> Result<(), StoreError> {
-        let mut conn = crate::db::sqlite_writer(&self.writer_pool, true).await?;
+        let mut conn = self.writer_conn.lock(true, "seals").await?;
         sqlx::query("INSERT INTO seals (position, running_hash, sealed_at) VALUES ($1, $2, $3) ON CONFLICT (position) DO NOTHING")
             .bind(seal.position as i64)
             .bind(&seal.running_hash)
@@ -394,7 +386,7 @@ impl EventStore for SqliteEventStore {
     async fn save_checkpoint(&self, name: &str, position: u64) -> Result<(), StoreError> {
         // A lost relay checkpoint only means events are published again (the bus is
         // at-least-once and projections apply by position): no fsync of its own.
-        let mut conn = crate::db::sqlite_writer(&self.writer_pool, false).await?;
+        let mut conn = self.writer_conn.lock(false, "relay checkpoints").await?;
         sqlx::query(
             "INSERT INTO relay_checkpoints (name, position) VALUES ($1, $2) \
              ON CONFLICT (name) DO UPDATE SET position = MAX(relay_checkpoints.position, excluded.position)",
@@ -412,7 +404,7 @@ impl EventStore for SqliteEventStore {
 
     fn db(&self) -> Db {
         Db::Sqlite {
-            writer: self.writer_pool.clone(),
+            writer: self.writer_conn.clone(),
             reader: self.reader.clone(),
         }
     }
