@@ -177,6 +177,22 @@ fn stow_bodies(n: u32, seed: u64, studies_of: u32) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// One STOW-RS request, which must store every instance.
+async fn post_stow(http: &reqwest::Client, url: &str, token: &str, body: Vec<u8>) -> anyhow::Result<()> {
+    let r = http
+        .post(url)
+        .bearer_auth(token)
+        .header(
+            "content-type",
+            format!("multipart/related; type=\"application/dicom\"; boundary={BOUNDARY}"),
+        )
+        .body(body)
+        .send()
+        .await?;
+    anyhow::ensure!(r.status() == 200, "STOW-RS answered {}", r.status());
+    Ok(())
+}
+
 /// Send `bodies` over STOW-RS with 4 concurrent clients; (seconds, bytes).
 async fn stow(env: &Env, bodies: Vec<Vec<u8>>) -> anyhow::Result<(f64, u64)> {
     let bytes: u64 = bodies.iter().map(|b| b.len() as u64).sum();
@@ -195,17 +211,7 @@ async fn stow(env: &Env, bodies: Vec<Vec<u8>>) -> anyhow::Result<(f64, u64)> {
                 let Some(body) = queue.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.pop() else {
                     return anyhow::Ok(());
                 };
-                let r = http
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .header(
-                        "content-type",
-                        format!("multipart/related; type=\"application/dicom\"; boundary={BOUNDARY}"),
-                    )
-                    .body(body)
-                    .send()
-                    .await?;
-                anyhow::ensure!(r.status() == 200, "STOW-RS answered {}", r.status());
+                post_stow(&http, &url, &token, body).await?;
             }
         }));
     }
@@ -557,18 +563,7 @@ async fn measure(args: &BenchIngestArgs, dir: &Path) -> anyhow::Result<()> {
             .map(|c| multipart(&c.iter().map(|i| ct(999_999, *i, 9, 64)).collect::<Vec<_>>()))
             .collect();
         for body in study_bodies {
-            let r = env
-                .http
-                .post(format!("{}/dicomweb/studies", env.base))
-                .bearer_auth(&env.tech)
-                .header(
-                    "content-type",
-                    format!("multipart/related; type=\"application/dicom\"; boundary={BOUNDARY}"),
-                )
-                .body(body)
-                .send()
-                .await?;
-            anyhow::ensure!(r.status() == 200, "STOW-RS answered {}", r.status());
+            post_stow(&env.http, &format!("{}/dicomweb/studies", env.base), &env.tech, body).await?;
         }
         let big_study = CtSpec {
             patient_index: 999_999,

@@ -175,20 +175,7 @@ async fn forgetting_a_subject_erases_its_data_but_not_the_ledger(b: &Backend) {
     let store = b.store().await;
     let codec = EventCodec::new(KeyStore::new(store.db(), MasterKey::generate()), Upcasters::platform());
     let subject = Uuid::now_v7();
-    let registered = AccountEvent::AccountRegistered {
-        account_id: subject,
-        login: LoginName::parse("zhang.san").unwrap(),
-        display_name: PersonalData::new(subject, "张三 Zhang San"),
-        phone: None,
-        role: AccountRole::User,
-        tenant: Tenant::PLATFORM,
-        department_id: None,
-        title: None,
-        roles: vec![],
-        time_zone: TimeZone::DEFAULT,
-        password_hash: "$argon2id$placeholder-hash-not-used".into(),
-        registered_by: None,
-    };
+    let registered = registration(subject, "张三 Zhang San");
     let new = codec
         .prepare(&[registered], &Metadata::system(), Utc::now())
         .await
@@ -233,27 +220,15 @@ async fn forgetting_a_subject_erases_its_data_but_not_the_ledger(b: &Backend) {
     assert_eq!(verify(store.as_ref()).await.unwrap().failure, None);
 
     // No new personal data may be stored for a forgotten subject.
-    let again = AccountEvent::AccountRegistered {
-        account_id: subject,
-        login: LoginName::parse("zhang.san").unwrap(),
-        display_name: PersonalData::new(subject, "Zhang San"),
-        phone: None,
-        role: AccountRole::User,
-        tenant: Tenant::PLATFORM,
-        department_id: None,
-        title: None,
-        roles: vec![],
-        time_zone: TimeZone::DEFAULT,
-        password_hash: "x".into(),
-        registered_by: None,
-    };
+    let again = registration(subject, "Zhang San");
     assert!(codec.prepare(&[again], &Metadata::system(), Utc::now()).await.is_err());
 }
 
+/// An account registration carrying `name` as the subject's personal data.
 fn registration(subject: Uuid, name: &str) -> AccountEvent {
     AccountEvent::AccountRegistered {
         account_id: subject,
-        login: LoginName::parse("li.si").unwrap(),
+        login: LoginName::parse("zhang.san").unwrap(),
         display_name: PersonalData::new(subject, name),
         phone: None,
         role: AccountRole::User,
