@@ -54,8 +54,23 @@ const BOUNDARY: &str = "medledger-bench";
 pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("medledger-bench-ingest-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir)?;
-    let result = measure(&args, &dir).await;
+    // A JetStream stream of its own, deleted at the end like the data folder.
+    let stream = format!("BENCH_{}", uuid::Uuid::new_v4().simple());
+    let result = measure(&args, &dir, &stream).await;
     let _ = std::fs::remove_dir_all(&dir);
+    if let Some(url) = &args.nats_url {
+        let config = medledger_projections::bus::nats::NatsConfig {
+            stream,
+            ..medledger_projections::bus::nats::NatsConfig::new(url.clone())
+        };
+        let deleted = match medledger_projections::bus::nats::NatsBus::connect(config).await {
+            Ok(bus) => bus.delete_stream().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = deleted {
+            eprintln!("[bench-ingest] the benchmark's JetStream stream was not deleted: {e}");
+        }
+    }
     result
 }
 
@@ -461,13 +476,13 @@ fn row(name: &str, h: &Histogram<u64>) {
     );
 }
 
-async fn measure(args: &BenchIngestArgs, dir: &Path) -> anyhow::Result<()> {
+async fn measure(args: &BenchIngestArgs, dir: &Path, stream: &str) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let mut config = Config::embedded(dir.join("data"));
     config.database_url = args.database_url.clone();
     config.nats_url = args.nats_url.clone();
     if args.nats_url.is_some() {
-        config.nats_stream = format!("BENCH_{}", uuid::Uuid::new_v4().simple());
+        config.nats_stream = stream.to_string();
         config.nats_subject_prefix = format!("bench{}", uuid::Uuid::new_v4().simple());
     }
     let deployment = match (&args.database_url, &args.nats_url) {
