@@ -22,6 +22,11 @@ use crate::store::{EventStore, RecordedEvent, Seal, StoreError};
 pub const RELAY_CHECKPOINT: &str = "relay";
 const BATCH: u32 = 2000;
 const POLL: Duration = Duration::from_millis(50);
+/// Once nothing new has come for this long, what is pending is sealed. Not at
+/// once: a seal is a durable write, and under steady one-by-one traffic (a
+/// modality sending over one association) the relay is caught up after nearly
+/// every commit; sealing at each would cost an fsync per event.
+const QUIET: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
 #[error("publish failed: {0}")]
@@ -66,7 +71,8 @@ pub struct Leadership(#[allow(dead_code)] Option<sqlx::PgConnection>);
 pub struct Relay {
     pub store: Arc<dyn EventStore>,
     pub publisher: Arc<dyn Publisher>,
-    /// Write a seal after this many events (and at least every second).
+    /// Write a seal after this many events (and at least every second while
+    /// events come, and a quarter of a second after they stop).
     pub seal_every: u64,
 }
 
@@ -137,6 +143,10 @@ impl Relay {
                 }
             }
         }
+        // What was published is sealed before stopping, without waiting for the quiet spell.
+        if let Err(e) = sealer.seal_if_due(self.store.as_ref(), 1, true).await {
+            tracing::warn!(error = %e, "sealing at shutdown failed");
+        }
     }
 }
 
@@ -146,6 +156,8 @@ struct Sealer {
     running: String,
     sealed_position: u64,
     sealed_at: std::time::Instant,
+    /// When the last event was folded in.
+    folded_at: std::time::Instant,
 }
 
 impl Sealer {
@@ -160,6 +172,7 @@ impl Sealer {
             running,
             sealed_position: position,
             sealed_at: std::time::Instant::now(),
+            folded_at: std::time::Instant::now(),
         };
         let published = store.checkpoint(RELAY_CHECKPOINT).await?;
         while s.position < published {
@@ -178,12 +191,16 @@ impl Sealer {
         if position == self.position + 1 {
             self.running = seal_step(&self.running, position, hash);
             self.position = position;
+            self.folded_at = std::time::Instant::now();
         }
     }
 
+    /// Seal after `every` events, at least every second while events come,
+    /// and once the relay has been `idle` (caught up) for [`QUIET`].
     async fn seal_if_due(&mut self, store: &dyn EventStore, every: u64, idle: bool) -> Result<(), StoreError> {
         let pending = self.position - self.sealed_position;
-        let due = pending >= every || (pending > 0 && (idle || self.sealed_at.elapsed() >= Duration::from_secs(1)));
+        let quiet = idle && self.folded_at.elapsed() >= QUIET;
+        let due = pending >= every || (pending > 0 && (quiet || self.sealed_at.elapsed() >= Duration::from_secs(1)));
         if due {
             store
                 .write_seal(&Seal {

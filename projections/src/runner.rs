@@ -148,6 +148,9 @@ pub struct Runner {
     bus: Arc<dyn Bus>,
     projections: Vec<Arc<dyn Projection>>,
     status: Status,
+    /// One follower applies each delivery to every projection in one
+    /// transaction (see [`Runner::spawn`]).
+    together: bool,
 }
 
 const CATCH_UP_BATCH: u32 = 10_000;
@@ -164,13 +167,22 @@ impl Runner {
     ) -> Self {
         let names: Vec<_> = projections.iter().map(|p| p.name()).collect();
         let status = Status::new(store.db(), &names);
+        let together = !store.db().is_postgres();
         Runner {
             store,
             codec,
             bus,
             projections,
             status,
+            together,
         }
+    }
+
+    /// Follow the bus with one task for all projections (`true`, the default
+    /// on SQLite) or one task each (`false`, the default on PostgreSQL).
+    pub fn together(mut self, together: bool) -> Self {
+        self.together = together;
+        self
     }
 
     pub fn status(&self) -> Status {
@@ -323,34 +335,14 @@ impl Runner {
             let ready = self.open_wanted(p, std::mem::take(&mut events)).await?;
             let mut tx = self.store.db().begin().await?;
             let started = std::time::Instant::now();
-            let checkpoint = lock_checkpoint(&mut tx, p.name()).await?;
-            let base = checkpoint.max(from);
-            if last <= base {
-                tx.commit().await?;
-                self.status.advance(p.name(), base);
-                return Ok(());
-            }
-            let contiguous = positions
-                .iter()
-                .filter(|&&g| g > base)
-                .enumerate()
-                .all(|(i, &g)| g == base + 1 + i as u64);
-            if contiguous {
-                let ready: Vec<RecordedEvent> = ready.into_iter().filter(|e| e.global_position > base).collect();
-                if !ready.is_empty() {
-                    p.apply_batch(&mut tx, &ready).await?;
+            let base = match self.apply_within(&mut tx, p, from, &positions, &ready, last).await? {
+                Applied::Through(position) => {
+                    tx.commit().await?;
+                    self.applied(p, position, started);
+                    return Ok(());
                 }
-                tx.execute(
-                    "UPDATE projection_checkpoints SET position = $2 WHERE name = $1",
-                    &args![p.name(), last],
-                )
-                .await?;
-                tx.commit().await?;
-                metrics::histogram!("medledger_projection_apply_seconds", "projection" => p.name())
-                    .record(started.elapsed().as_secs_f64());
-                self.status.advance(p.name(), last);
-                return Ok(());
-            }
+                Applied::Gap { base } => base,
+            };
             // The bus skipped something: read exactly (base, last] from the store.
             drop(tx);
             if last - base > MAX_GAP {
@@ -361,6 +353,141 @@ impl Runner {
             from = base;
         }
         Err(ProjectionError::NeedsCatchUp)
+    }
+
+    /// Inside `tx`: lock `p`'s checkpoint and, if `positions` (every position
+    /// delivered, sorted) follow on from it, apply the events of `events` it
+    /// reads and move the checkpoint to `last`. Events at or below `from` are
+    /// known to be applied already.
+    async fn apply_within(
+        &self,
+        tx: &mut DbTx,
+        p: &dyn Projection,
+        from: u64,
+        positions: &[u64],
+        events: &[RecordedEvent],
+        last: u64,
+    ) -> Result<Applied, ProjectionError> {
+        let base = lock_checkpoint(tx, p.name()).await?.max(from);
+        if last <= base {
+            return Ok(Applied::Through(base));
+        }
+        let contiguous = positions
+            .iter()
+            .filter(|&&g| g > base)
+            .enumerate()
+            .all(|(i, &g)| g == base + 1 + i as u64);
+        if !contiguous {
+            return Ok(Applied::Gap { base });
+        }
+        let wanted = p.event_types();
+        let mine: Vec<RecordedEvent> = events
+            .iter()
+            .filter(|e| e.global_position > base && (wanted.is_empty() || wanted.contains(&e.event_type.as_str())))
+            .cloned()
+            .collect();
+        if !mine.is_empty() {
+            p.apply_batch(tx, &mine).await?;
+        }
+        tx.execute(
+            "UPDATE projection_checkpoints SET position = $2 WHERE name = $1",
+            &args![p.name(), last],
+        )
+        .await?;
+        Ok(Applied::Through(last))
+    }
+
+    /// After the commit that took `p` to `position`.
+    fn applied(&self, p: &dyn Projection, position: u64, started: std::time::Instant) {
+        metrics::histogram!("medledger_projection_apply_seconds", "projection" => p.name())
+            .record(started.elapsed().as_secs_f64());
+        self.status.advance(p.name(), position);
+    }
+
+    /// Apply one delivery to several projections in **one transaction**: on
+    /// SQLite, one use of the one writer and one commit per delivery instead of
+    /// one per read model, and each event opened once for all of them.
+    ///
+    /// Each projection works inside its own savepoint, so one that fails, or
+    /// finds a gap, is rolled back alone and then caught up on its own from the
+    /// store; the others keep what they applied.
+    async fn apply_together(
+        &self,
+        ps: &[Arc<dyn Projection>],
+        events: Vec<RecordedEvent>,
+    ) -> Result<(), ProjectionError> {
+        let Some(last) = events.iter().map(|e| e.global_position).max() else {
+            return Ok(());
+        };
+        let due: Vec<&dyn Projection> = ps
+            .iter()
+            .map(|p| p.as_ref())
+            .filter(|p| !self.skip_unwanted(*p, &events, last))
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let known = due.iter().map(|p| self.status.position(p.name())).min().unwrap_or(0);
+        let mut events: Vec<RecordedEvent> = events.into_iter().filter(|e| e.global_position > known).collect();
+        events.sort_by_key(|e| e.global_position);
+        events.dedup_by_key(|e| e.global_position);
+        let positions: Vec<u64> = events.iter().map(|e| e.global_position).collect();
+        let events = self.open_for(&due, events).await?;
+
+        let mut apart = Vec::new();
+        let mut done = Vec::new();
+        let mut tx = self.store.db().begin().await?;
+        for p in due {
+            let started = std::time::Instant::now();
+            tx.execute("SAVEPOINT projection", &[]).await?;
+            let from = self.status.position(p.name());
+            match self.apply_within(&mut tx, p, from, &positions, &events, last).await {
+                Ok(Applied::Through(position)) => done.push((p, position, started)),
+                Ok(Applied::Gap { .. }) => apart.push(p),
+                Err(e) => {
+                    tracing::warn!(projection = p.name(), error = %e, "apply failed; catching this projection up alone");
+                    tx.execute("ROLLBACK TO SAVEPOINT projection", &[]).await?;
+                    apart.push(p);
+                }
+            }
+            tx.execute("RELEASE SAVEPOINT projection", &[]).await?;
+        }
+        tx.commit().await?;
+        for (p, position, started) in done {
+            self.applied(p, position, started);
+        }
+        let mut outcome = Ok(());
+        for p in apart {
+            if let Err(e) = self.catch_up(p).await {
+                outcome = Err(e);
+            }
+        }
+        outcome
+    }
+
+    /// `events` with those that any of `due` reads the payload of opened.
+    async fn open_for(
+        &self,
+        due: &[&dyn Projection],
+        events: Vec<RecordedEvent>,
+    ) -> Result<Vec<RecordedEvent>, ProjectionError> {
+        let readers: Vec<&dyn Projection> = due.iter().copied().filter(|p| p.needs_payload()).collect();
+        let read = |e: &RecordedEvent| {
+            readers.iter().any(|p| {
+                let wanted = p.event_types();
+                wanted.is_empty() || wanted.contains(&e.event_type.as_str())
+            })
+        };
+        let (to_open, mut rest): (Vec<_>, Vec<_>) = events.into_iter().partition(|e| read(e));
+        if to_open.is_empty() {
+            return Ok(rest);
+        }
+        let mut opened = self.codec.open(to_open).await?;
+        if !rest.is_empty() {
+            opened.append(&mut rest);
+            opened.sort_by_key(|e| e.global_position);
+        }
+        Ok(opened)
     }
 
     /// The events `p` reads, opened if it reads payloads.
@@ -383,7 +510,7 @@ impl Runner {
     /// Events that follow on from what this process knows the projection has
     /// applied, none of which it reads, need no transaction: its position moves
     /// in memory (so read-your-writes waits return) and the checkpoint row is
-    /// written later by [`Runner::flush_checkpoint`] or the next real batch.
+    /// written later by [`Runner::flush_checkpoints`] or the next real batch.
     /// Under ingest most projections read none of the arriving events, and a
     /// commit each would queue behind the one SQLite writer for nothing.
     fn skip_unwanted(&self, p: &dyn Projection, events: &[RecordedEvent], last: u64) -> bool {
@@ -406,43 +533,88 @@ impl Runner {
         true
     }
 
-    /// Write the position [`Runner::skip_unwanted`] moved in memory.
-    /// `flushed` is the last position this caller wrote (nothing is written
-    /// while it stands still).
-    pub async fn flush_checkpoint(&self, p: &dyn Projection, flushed: &mut u64) -> Result<(), ProjectionError> {
-        let position = self.status.position(p.name());
-        if position <= *flushed {
+    /// Write the positions [`Runner::skip_unwanted`] moved in memory, in one
+    /// transaction. `flushed` holds the last position this caller wrote for
+    /// each projection (nothing is written while they stand still).
+    async fn flush_checkpoints(
+        &self,
+        ps: &[Arc<dyn Projection>],
+        flushed: &mut HashMap<&'static str, u64>,
+    ) -> Result<(), ProjectionError> {
+        let moved: Vec<(&'static str, u64)> = ps
+            .iter()
+            .map(|p| (p.name(), self.status.position(p.name())))
+            .filter(|(name, position)| *position > flushed.get(name).copied().unwrap_or(0))
+            .collect();
+        if moved.is_empty() {
             return Ok(());
         }
         // Like every checkpoint, it commits without waiting for the disk: if lost, the
         // skipped events are looked at again.
         let mut tx = self.store.db().begin().await?;
-        tx.execute(
-            "UPDATE projection_checkpoints SET position = $2 WHERE name = $1 AND position < $2",
-            &args![p.name(), position as i64],
-        )
-        .await?;
+        for (name, position) in &moved {
+            tx.execute(
+                "UPDATE projection_checkpoints SET position = $2 WHERE name = $1 AND position < $2",
+                &args![*name, *position as i64],
+            )
+            .await?;
+        }
         tx.commit().await?;
-        *flushed = position;
+        flushed.extend(moved);
         Ok(())
     }
 
-    /// Start one task per projection: catch up, then follow the bus.
+    /// Catch up, then follow the bus. On PostgreSQL, one task per projection:
+    /// each works on its own pooled connection, and several processes may
+    /// share the work. On SQLite, one task for all of them, applying each
+    /// delivery in one transaction ([`Runner::apply_together`]): there is only
+    /// one writer to take turns on.
     pub fn spawn(&self, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-        self.projections
-            .iter()
-            .map(|p| {
+        let groups: Vec<Vec<Arc<dyn Projection>>> = if self.together {
+            vec![self.projections.clone()]
+        } else {
+            self.projections.iter().map(|p| vec![p.clone()]).collect()
+        };
+        groups
+            .into_iter()
+            .filter(|ps| !ps.is_empty())
+            .map(|ps| {
                 let runner = self.clone();
-                let p = p.clone();
                 let shutdown = shutdown.clone();
-                tokio::spawn(async move { runner.follow(p, shutdown).await })
+                tokio::spawn(async move { runner.follow(ps, shutdown).await })
             })
             .collect()
     }
 
-    async fn follow(&self, p: Arc<dyn Projection>, mut shutdown: watch::Receiver<bool>) {
-        let consumer = format!("projection-{}", p.name());
-        let mut flushed = 0;
+    /// Apply a delivery to the projections one task follows.
+    async fn deliver(&self, ps: &[Arc<dyn Projection>], events: Vec<RecordedEvent>) -> Result<(), ProjectionError> {
+        match ps {
+            [p] => match self.apply_events(p.as_ref(), events).await {
+                Err(ProjectionError::NeedsCatchUp) => self.catch_up(p.as_ref()).await.map(|_| ()),
+                other => other,
+            },
+            _ => self.apply_together(ps, events).await,
+        }
+    }
+
+    /// Catch every one of `ps` up; the last error, if any.
+    async fn catch_up_each(&self, ps: &[Arc<dyn Projection>]) -> Result<(), ProjectionError> {
+        let mut outcome = Ok(());
+        for p in ps {
+            if let Err(e) = self.catch_up(p.as_ref()).await {
+                tracing::warn!(projection = p.name(), error = %e, "catch-up failed");
+                outcome = Err(e);
+            }
+        }
+        outcome
+    }
+
+    async fn follow(&self, ps: Vec<Arc<dyn Projection>>, mut shutdown: watch::Receiver<bool>) {
+        let consumer = match ps.as_slice() {
+            [p] => format!("projection-{}", p.name()),
+            _ => "projections".to_string(),
+        };
+        let mut flushed = HashMap::new();
         let mut flushed_at = tokio::time::Instant::now();
         loop {
             if *shutdown.borrow() {
@@ -452,13 +624,11 @@ impl Runner {
             let mut sub = match self.bus.subscribe(&consumer).await {
                 Ok(s) => Some(s),
                 Err(e) => {
-                    tracing::warn!(projection = p.name(), error = %e, "bus subscription failed; polling the store");
+                    tracing::warn!(consumer, error = %e, "bus subscription failed; polling the store");
                     None
                 }
             };
-            if let Err(e) = self.catch_up(p.as_ref()).await {
-                tracing::warn!(projection = p.name(), error = %e, "catch-up failed");
-            }
+            let _ = self.catch_up_each(&ps).await;
             // Without a bus, poll the store often; with one, rarely (a safety net).
             let poll = if sub.is_some() {
                 Duration::from_secs(1)
@@ -487,25 +657,20 @@ impl Runner {
                                     }
                                 }
                             }
-                            let gap = d.gap;
-                            let events = std::mem::take(&mut d.events);
-                            let outcome = if gap {
-                                self.catch_up(p.as_ref()).await.map(|_| ())
+                            let outcome = if d.gap {
+                                self.catch_up_each(&ps).await
                             } else {
-                                match self.apply_events(p.as_ref(), events).await {
-                                    Err(ProjectionError::NeedsCatchUp) => self.catch_up(p.as_ref()).await.map(|_| ()),
-                                    other => other,
-                                }
+                                self.deliver(&ps, std::mem::take(&mut d.events)).await
                             };
                             match outcome {
                                 Ok(()) => d.ack().await,
-                                Err(e) => tracing::warn!(projection = p.name(), error = %e, "apply failed; will retry"),
+                                Err(e) => tracing::warn!(consumer, error = %e, "apply failed; will retry"),
                             }
-                            // Other processes read the checkpoint row: keep it
+                            // Other processes read the checkpoint rows: keep them
                             // within a second of what was skipped in memory.
                             if flushed_at.elapsed() >= Duration::from_secs(1) {
-                                if let Err(e) = self.flush_checkpoint(p.as_ref(), &mut flushed).await {
-                                    tracing::warn!(projection = p.name(), error = %e, "checkpoint flush failed");
+                                if let Err(e) = self.flush_checkpoints(&ps, &mut flushed).await {
+                                    tracing::warn!(consumer, error = %e, "checkpoint flush failed");
                                 }
                                 flushed_at = tokio::time::Instant::now();
                             }
@@ -513,24 +678,30 @@ impl Runner {
                         None => break, // the subscription ended: subscribe again
                     },
                     _ = tokio::time::sleep(poll) => {
-                        if let Err(e) = self.flush_checkpoint(p.as_ref(), &mut flushed).await {
-                            tracing::warn!(projection = p.name(), error = %e, "checkpoint flush failed");
+                        if let Err(e) = self.flush_checkpoints(&ps, &mut flushed).await {
+                            tracing::warn!(consumer, error = %e, "checkpoint flush failed");
                         }
-                        if let Err(e) = self.catch_up(p.as_ref()).await {
-                            tracing::warn!(projection = p.name(), error = %e, "catch-up failed");
-                        }
+                        let _ = self.catch_up_each(&ps).await;
                         if sub.is_none() && tokio::time::Instant::now() >= resubscribe_at {
                             break;
                         }
                     }
                     _ = shutdown.changed() => {
-                        let _ = self.flush_checkpoint(p.as_ref(), &mut flushed).await;
+                        let _ = self.flush_checkpoints(&ps, &mut flushed).await;
                         return;
                     }
                 }
             }
         }
     }
+}
+
+/// What [`Runner::apply_within`] did.
+enum Applied {
+    /// The projection now stands at this position.
+    Through(u64),
+    /// The delivery does not follow on from `base`: nothing was applied.
+    Gap { base: u64 },
 }
 
 async fn lock_checkpoint(tx: &mut DbTx, name: &str) -> Result<u64, ProjectionError> {

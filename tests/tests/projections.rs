@@ -1,5 +1,6 @@
 //! Projections: rebuilds equal live read models, version bumps rebuild,
-//! a lossy bus is repaired from the store, several nodes share the work.
+//! a lossy bus is repaired from the store, projections that follow together
+//! fail alone, several nodes share the work.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,6 +25,7 @@ medledger_tests::on_both_backends!(
     a_rebuilt_read_model_equals_the_live_one,
     a_version_bump_rebuilds_the_read_model,
     a_lossy_bus_is_repaired_from_the_store,
+    projections_following_together_fail_alone,
 );
 
 async fn login_traffic(platform: &Platform, n: usize) {
@@ -169,16 +171,17 @@ async fn a_version_bump_rebuilds_the_read_model(b: &Backend) {
     platform.shutdown().await;
 }
 
-/// The real in-process bus, but every other publish is lost.
+/// The real in-process bus, but every other publish is lost if `lossy`.
 struct LossyBus {
     inner: InProcessBus,
     publishes: AtomicU64,
+    lossy: bool,
 }
 
 #[async_trait]
 impl Publisher for LossyBus {
     async fn publish(&self, events: &[RecordedEvent]) -> Result<(), PublishError> {
-        if self.publishes.fetch_add(1, Ordering::SeqCst) % 2 == 1 {
+        if self.publishes.fetch_add(1, Ordering::SeqCst) % 2 == 1 && self.lossy {
             return Ok(());
         }
         self.inner.publish(events).await
@@ -201,63 +204,107 @@ impl Bus for LossyBus {
     }
 }
 
-async fn a_lossy_bus_is_repaired_from_the_store(b: &Backend) {
-    let platform = opened(b).await;
-    let store = platform.app.store.clone();
-    let bus = Arc::new(LossyBus {
-        inner: InProcessBus::new(),
-        publishes: AtomicU64::new(0),
-    });
-    let db = store.db();
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS test_counter (event_type TEXT PRIMARY KEY, n BIGINT NOT NULL)",
-        &[],
-    )
-    .await
-    .unwrap();
-    let runner = Runner::new(
-        store.clone(),
-        platform.app.codec.clone(),
-        bus.clone(),
-        vec![Arc::new(Counter(1))],
-    );
-    runner.prepare().await.unwrap();
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let tasks = runner.spawn(rx.clone());
-    let relay = tokio::spawn(
-        Relay {
-            store: store.clone(),
-            publisher: bus.clone(),
-            seal_every: 1000,
+/// A runner of the test's own projections, fed by its own relay through a
+/// bus that may lose every other publish.
+struct Following {
+    runner: Runner,
+    bus: Arc<LossyBus>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Following {
+    async fn start(platform: &Platform, projections: Vec<Arc<dyn Projection>>, together: bool, lossy: bool) -> Self {
+        let store = platform.app.store.clone();
+        let db = store.db();
+        for table in [
+            "test_counter (event_type TEXT PRIMARY KEY, n BIGINT NOT NULL)",
+            "test_flaky (position BIGINT PRIMARY KEY)",
+        ] {
+            db.execute(&format!("CREATE TABLE IF NOT EXISTS {table}"), &[])
+                .await
+                .unwrap();
         }
-        .run(rx),
-    );
-    // Give the follower its subscription, then write while half the traffic is lost.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+        let bus = Arc::new(LossyBus {
+            inner: InProcessBus::new(),
+            publishes: AtomicU64::new(0),
+            lossy,
+        });
+        let runner =
+            Runner::new(store.clone(), platform.app.codec.clone(), bus.clone(), projections).together(together);
+        runner.prepare().await.unwrap();
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let mut tasks = runner.spawn(rx.clone());
+        tasks.push(tokio::spawn(
+            Relay {
+                store,
+                publisher: bus.clone(),
+                seal_every: 1000,
+            }
+            .run(rx),
+        ));
+        // Give the followers their subscriptions before the test writes.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Following {
+            runner,
+            bus,
+            stop,
+            tasks,
+        }
+    }
+
+    async fn reached(&self, name: &str, position: u64) -> bool {
+        self.runner
+            .status()
+            .wait_for(name, position, Duration::from_secs(20))
+            .await
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+    }
+}
+
+/// Login traffic in ten bursts (on a lossy bus, half the publishes are dropped).
+async fn bursts_of_logins(platform: &Platform) -> u64 {
     for _ in 0..10 {
-        login_traffic(&platform, 3).await;
+        login_traffic(platform, 3).await;
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
-    let head = store.head_position().await.unwrap();
-    assert!(
-        runner
-            .status()
-            .wait_for("test_counter", head, Duration::from_secs(20))
-            .await
-    );
-    assert!(
-        bus.publishes.load(Ordering::SeqCst) >= 2,
-        "the relay published through the lossy bus"
-    );
-    let total: i64 = counts(&db).await.iter().map(|c| c.1).sum();
-    let logins = store
+    platform.app.store.head_position().await.unwrap()
+}
+
+async fn login_events(platform: &Platform) -> i64 {
+    platform
+        .app
+        .store
         .read_all(0, 10_000)
         .await
         .unwrap()
         .iter()
         .filter(|e| e.event_type.starts_with("Login"))
-        .count() as i64;
-    assert_eq!(total, logins, "every login event counted exactly once");
+        .count() as i64
+}
+
+async fn a_lossy_bus_is_repaired_from_the_store(b: &Backend) {
+    let platform = opened(b).await;
+    let db = platform.app.store.db();
+    let following = Following::start(&platform, vec![Arc::new(Counter(1))], false, true).await;
+    let head = bursts_of_logins(&platform).await;
+    assert!(following.reached("test_counter", head).await);
+    assert!(
+        following.bus.publishes.load(Ordering::SeqCst) >= 2,
+        "the relay published through the lossy bus"
+    );
+    let total: i64 = counts(&db).await.iter().map(|c| c.1).sum();
+    assert_eq!(
+        total,
+        login_events(&platform).await,
+        "every login event counted exactly once"
+    );
     // Batches it does not read move its position without a transaction; the
     // checkpoint row (what other processes wait on) follows within a second or so.
     let started = std::time::Instant::now();
@@ -279,11 +326,80 @@ async fn a_lossy_bus_is_repaired_from_the_store(b: &Backend) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tx.send(true).unwrap();
-    for t in tasks {
-        t.await.unwrap();
+    following.stop().await;
+    platform.shutdown().await;
+}
+
+/// Records the position of every login event, after which it fails while
+/// `broken` is set (with a real database error: on PostgreSQL that aborts
+/// the whole transaction unless its savepoint is rolled back).
+struct Flaky {
+    broken: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait]
+impl Projection for Flaky {
+    fn name(&self) -> &'static str {
+        "test_flaky"
     }
-    relay.await.unwrap();
+    fn version(&self) -> u32 {
+        1
+    }
+    fn event_types(&self) -> &'static [&'static str] {
+        &["LoginFailed", "LoginSucceeded"]
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        &["test_flaky"]
+    }
+    async fn apply(&self, tx: &mut DbTx, e: &RecordedEvent) -> Result<(), ProjectionError> {
+        tx.execute(
+            "INSERT INTO test_flaky (position) VALUES ($1)",
+            &args![e.global_position as i64],
+        )
+        .await?;
+        if self.broken.load(Ordering::SeqCst) {
+            tx.execute("INSERT INTO no_such_table (x) VALUES (1)", &[]).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Projections that follow the bus together apply each delivery in one
+/// transaction; one that fails is rolled back alone (to its savepoint: nothing
+/// it wrote remains) while the others go on, and it catches up from the store
+/// once it works again. The bus loses nothing here, so the first failure
+/// happens inside the shared transaction.
+async fn projections_following_together_fail_alone(b: &Backend) {
+    let platform = opened(b).await;
+    let db = platform.app.store.db();
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let following = Following::start(
+        &platform,
+        vec![Arc::new(Counter(1)), Arc::new(Flaky { broken: broken.clone() })],
+        true,
+        false,
+    )
+    .await;
+    let head = bursts_of_logins(&platform).await;
+    let logins = login_events(&platform).await;
+    assert!(
+        following.reached("test_counter", head).await,
+        "the working projection went on"
+    );
+    let total: i64 = counts(&db).await.iter().map(|c| c.1).sum();
+    assert_eq!(total, logins, "every login event counted exactly once");
+    assert!(following.runner.status().position("test_flaky") < head);
+    let partial = db.fetch_all("SELECT position FROM test_flaky", &[]).await.unwrap();
+    assert!(partial.is_empty(), "a failed apply left {} rows", partial.len());
+
+    broken.store(false, Ordering::SeqCst);
+    assert!(
+        following.reached("test_flaky", head).await,
+        "the mended projection caught up"
+    );
+    let rows = db.fetch_all("SELECT position FROM test_flaky", &[]).await.unwrap();
+    assert_eq!(rows.len() as i64, logins, "every login event recorded exactly once");
+    following.stop().await;
     platform.shutdown().await;
 }
 
