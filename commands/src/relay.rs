@@ -92,6 +92,10 @@ impl Relay {
         };
         let appended = self.store.appended();
         let mut position = self.store.checkpoint(RELAY_CHECKPOINT).await.unwrap_or(0);
+        let mut saved = Saved {
+            position,
+            at: std::time::Instant::now(),
+        };
         let mut backoff = Duration::from_millis(100);
         loop {
             if *shutdown.borrow() {
@@ -107,6 +111,7 @@ impl Relay {
                 }
             };
             if batch.is_empty() {
+                saved.save(self.store.as_ref(), position, sealer.quiet()).await;
                 if let Err(e) = sealer.seal_if_due(self.store.as_ref(), self.seal_every, true).await {
                     tracing::warn!(error = %e, "sealing failed");
                 }
@@ -121,9 +126,7 @@ impl Relay {
                 Ok(()) => {
                     backoff = Duration::from_millis(100);
                     position = batch.last().map(|e| e.global_position).unwrap_or(position);
-                    if let Err(e) = self.store.save_checkpoint(RELAY_CHECKPOINT, position).await {
-                        tracing::warn!(error = %e, "relay checkpoint not saved");
-                    }
+                    saved.save(self.store.as_ref(), position, false).await;
                     metrics::gauge!("medledger_relay_position").set(position as f64);
                     for e in &batch {
                         sealer.fold(e.global_position, &e.hash);
@@ -143,9 +146,35 @@ impl Relay {
                 }
             }
         }
-        // What was published is sealed before stopping, without waiting for the quiet spell.
+        // What was published is recorded and sealed before stopping, without waiting.
+        saved.save(self.store.as_ref(), position, true).await;
         if let Err(e) = sealer.seal_if_due(self.store.as_ref(), 1, true).await {
             tracing::warn!(error = %e, "sealing at shutdown failed");
+        }
+    }
+}
+
+/// The relay's checkpoint as last saved. It is saved at most once a second
+/// while events come, and once they stop (like seals): losing it only
+/// means events are published again (the bus is at-least-once, projections
+/// apply by position), and a save per batch was one more use of the SQLite
+/// writer per commit under one-by-one traffic.
+struct Saved {
+    position: u64,
+    at: std::time::Instant,
+}
+
+impl Saved {
+    async fn save(&mut self, store: &dyn EventStore, position: u64, now: bool) {
+        if position <= self.position || !(now || self.at.elapsed() >= Duration::from_secs(1)) {
+            return;
+        }
+        match store.save_checkpoint(RELAY_CHECKPOINT, position).await {
+            Ok(()) => {
+                self.position = position;
+                self.at = std::time::Instant::now();
+            }
+            Err(e) => tracing::warn!(error = %e, "relay checkpoint not saved"),
         }
     }
 }
@@ -195,11 +224,16 @@ impl Sealer {
         }
     }
 
+    /// Nothing new for [`QUIET`].
+    fn quiet(&self) -> bool {
+        self.folded_at.elapsed() >= QUIET
+    }
+
     /// Seal after `every` events, at least every second while events come,
     /// and once the relay has been `idle` (caught up) for [`QUIET`].
     async fn seal_if_due(&mut self, store: &dyn EventStore, every: u64, idle: bool) -> Result<(), StoreError> {
         let pending = self.position - self.sealed_position;
-        let quiet = idle && self.folded_at.elapsed() >= QUIET;
+        let quiet = idle && self.quiet();
         let due = pending >= every || (pending > 0 && (quiet || self.sealed_at.elapsed() >= Duration::from_secs(1)));
         if due {
             store

@@ -338,7 +338,7 @@ impl Runner {
             let base = match self.apply_within(&mut tx, p, from, &positions, &ready, last).await? {
                 Applied::Through(position) => {
                     tx.commit().await?;
-                    self.applied(p, position, started);
+                    self.applied(p, position, started.elapsed());
                     return Ok(());
                 }
                 Applied::Gap { base } => base,
@@ -397,10 +397,9 @@ impl Runner {
         Ok(Applied::Through(last))
     }
 
-    /// After the commit that took `p` to `position`.
-    fn applied(&self, p: &dyn Projection, position: u64, started: std::time::Instant) {
-        metrics::histogram!("medledger_projection_apply_seconds", "projection" => p.name())
-            .record(started.elapsed().as_secs_f64());
+    /// After the commit that took `p` to `position`; `took` is its share of the transaction.
+    fn applied(&self, p: &dyn Projection, position: u64, took: Duration) {
+        metrics::histogram!("medledger_projection_apply_seconds", "projection" => p.name()).record(took.as_secs_f64());
         self.status.advance(p.name(), position);
     }
 
@@ -442,7 +441,7 @@ impl Runner {
             tx.execute("SAVEPOINT projection", &[]).await?;
             let from = self.status.position(p.name());
             match self.apply_within(&mut tx, p, from, &positions, &events, last).await {
-                Ok(Applied::Through(position)) => done.push((p, position, started)),
+                Ok(Applied::Through(position)) => done.push((p, position, started.elapsed())),
                 Ok(Applied::Gap { .. }) => apart.push(p),
                 Err(e) => {
                     tracing::warn!(projection = p.name(), error = %e, "apply failed; catching this projection up alone");
@@ -453,8 +452,8 @@ impl Runner {
             tx.execute("RELEASE SAVEPOINT projection", &[]).await?;
         }
         tx.commit().await?;
-        for (p, position, started) in done {
-            self.applied(p, position, started);
+        for (p, position, took) in done {
+            self.applied(p, position, took);
         }
         let mut outcome = Ok(());
         for p in apart {

@@ -25,26 +25,69 @@ medledger_tests::on_both_backends!(
     a_v1_event_is_read_as_v2_while_history_stays_as_written,
     forgetting_a_subject_erases_its_data_but_not_the_ledger,
     the_first_seals_of_a_subject_share_one_key_and_forgetting_stops_every_node,
+    one_by_one_traffic_is_sealed_now_and_then_and_everything_published_at_stop,
 );
 
 async fn fill(store: &Arc<dyn EventStore>) {
     for i in 0..10u64 {
-        let e = NewEvent::new(
-            "TestHappened",
-            1,
-            json!({"n": i, "note": "ok"}),
-            json!({"client": "system"}),
-            Utc::now(),
-        );
-        store
-            .append(AppendRequest::stream(
-                format!("thing-{}", i % 3),
-                ExpectedVersion::Any,
-                vec![e],
-            ))
-            .await
-            .unwrap();
+        store.append(test_event(i)).await.unwrap();
     }
+}
+
+fn test_event(i: u64) -> AppendRequest {
+    let e = NewEvent::new(
+        "TestHappened",
+        1,
+        json!({"n": i, "note": "ok"}),
+        json!({"client": "system"}),
+        Utc::now(),
+    );
+    AppendRequest::stream(format!("thing-{}", i % 3), ExpectedVersion::Any, vec![e])
+}
+
+/// Events arriving one by one (a modality sending over one association) keep
+/// the relay caught up after nearly every commit. A seal is a durable write:
+/// the relay seals at most once a second while events come and once they have
+/// stopped for a moment, not at each catch-up; and when it stops, everything it
+/// published is sealed and its checkpoint saved.
+async fn one_by_one_traffic_is_sealed_now_and_then_and_everything_published_at_stop(b: &Backend) {
+    let store = b.store().await;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let relay = tokio::spawn(
+        Relay {
+            store: store.clone(),
+            publisher: Arc::new(InProcessBus::new()),
+            seal_every: 10_000,
+        }
+        .run(rx),
+    );
+    for i in 0..40u64 {
+        store.append(test_event(i)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let head = store.head_position().await.unwrap();
+    for _ in 0..250 {
+        let sealed = store.seals().await.unwrap().last().map(|s| s.position).unwrap_or(0);
+        if sealed == head {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seals = store.seals().await.unwrap();
+    assert_eq!(seals.last().map(|s| s.position), Some(head), "sealed once quiet");
+    assert!(seals.len() <= 5, "{} seals for {head} events", seals.len());
+    assert_eq!(store.checkpoint(RELAY_CHECKPOINT).await.unwrap(), head);
+
+    // Stopping right after more traffic: what was published is sealed and recorded.
+    for i in 40..45u64 {
+        store.append(test_event(i)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tx.send(true).unwrap();
+    relay.await.unwrap();
+    let published = store.checkpoint(RELAY_CHECKPOINT).await.unwrap();
+    assert!(published > head, "the relay published the last events");
+    assert_eq!(store.seals().await.unwrap().last().map(|s| s.position), Some(published));
 }
 
 async fn relay_until_sealed(store: &Arc<dyn EventStore>) {
