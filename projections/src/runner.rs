@@ -8,6 +8,10 @@
 //! Positions are dense, so a gap in what the bus delivers is visible
 //! (`first > checkpoint + 1`) and is filled from the store in the same
 //! transaction. A version bump clears the projection's tables and replays.
+//!
+//! On SQLite one task follows the bus for all projections and applies each
+//! delivery to all of them in one transaction (a savepoint each), since they
+//! all take turns on the one writer; on PostgreSQL each projection has its own.
 
 use std::collections::HashMap;
 use std::sync::Arc;
