@@ -46,6 +46,11 @@ pub struct BenchIngestArgs {
     /// NATS JetStream instead of the in-process bus.
     #[arg(long)]
     pub nats_url: Option<String>,
+    /// Keep blobs in a folder of their own under this one (removed at the
+    /// end) instead of beside the database under `TMPDIR`: to measure with the
+    /// database and the blobs on different file systems.
+    #[arg(long)]
+    pub blob_dir: Option<PathBuf>,
 }
 
 const PASSWORD: &str = "Bench-Pass-2026!";
@@ -56,8 +61,15 @@ pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     // A JetStream stream of its own, deleted at the end like the data folder.
     let stream = format!("BENCH_{}", uuid::Uuid::new_v4().simple());
-    let result = measure(&args, &dir, &stream).await;
+    let blobs = args
+        .blob_dir
+        .as_ref()
+        .map(|d| d.join(format!("medledger-bench-blobs-{}", uuid::Uuid::new_v4())));
+    let result = measure(&args, &dir, blobs.as_deref(), &stream).await;
     let _ = std::fs::remove_dir_all(&dir);
+    if let Some(b) = &blobs {
+        let _ = std::fs::remove_dir_all(b);
+    }
     if let Some(url) = &args.nats_url {
         let config = medledger_projections::bus::nats::NatsConfig {
             stream,
@@ -476,9 +488,13 @@ fn row(name: &str, h: &Histogram<u64>) {
     );
 }
 
-async fn measure(args: &BenchIngestArgs, dir: &Path, stream: &str) -> anyhow::Result<()> {
+async fn measure(args: &BenchIngestArgs, dir: &Path, blobs: Option<&Path>, stream: &str) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let mut config = Config::embedded(dir.join("data"));
+    if let Some(b) = blobs {
+        std::fs::create_dir_all(b)?;
+        config.blob_store = Some(b.display().to_string());
+    }
     config.database_url = args.database_url.clone();
     config.nats_url = args.nats_url.clone();
     if args.nats_url.is_some() {
@@ -490,8 +506,11 @@ async fn measure(args: &BenchIngestArgs, dir: &Path, stream: &str) -> anyhow::Re
         (Some(_), None) => "PostgreSQL + in-process bus",
         _ => "embedded (SQLite + in-process bus)",
     };
+    let blobs_at = blobs
+        .map(|b| format!("; blobs under {}", b.display()))
+        .unwrap_or_default();
     println!(
-        "medledger bench-ingest — {cores} CPUs; {deployment}; {} instances per path",
+        "medledger bench-ingest — {cores} CPUs; {deployment}; {} instances per path{blobs_at}",
         args.instances
     );
     let running = server::start(
