@@ -336,7 +336,7 @@ impl Runner {
         let mut from = known;
         for _ in 0..3 {
             let positions: Vec<u64> = events.iter().map(|e| e.global_position).collect();
-            let ready = self.open_wanted(p, std::mem::take(&mut events)).await?;
+            let ready = self.open_for(&[p], std::mem::take(&mut events)).await?;
             let mut tx = self.store.db().begin().await?;
             let started = std::time::Instant::now();
             let base = match self.apply_within(&mut tx, p, from, &positions, &ready, last).await? {
@@ -384,10 +384,9 @@ impl Runner {
         if !contiguous {
             return Ok(Applied::Gap { base });
         }
-        let wanted = p.event_types();
         let mine: Vec<RecordedEvent> = events
             .iter()
-            .filter(|e| e.global_position > base && (wanted.is_empty() || wanted.contains(&e.event_type.as_str())))
+            .filter(|e| e.global_position > base && reads(p, e))
             .cloned()
             .collect();
         if !mine.is_empty() {
@@ -475,13 +474,8 @@ impl Runner {
         events: Vec<RecordedEvent>,
     ) -> Result<Vec<RecordedEvent>, ProjectionError> {
         let readers: Vec<&dyn Projection> = due.iter().copied().filter(|p| p.needs_payload()).collect();
-        let read = |e: &RecordedEvent| {
-            readers.iter().any(|p| {
-                let wanted = p.event_types();
-                wanted.is_empty() || wanted.contains(&e.event_type.as_str())
-            })
-        };
-        let (to_open, mut rest): (Vec<_>, Vec<_>) = events.into_iter().partition(|e| read(e));
+        let (to_open, mut rest): (Vec<_>, Vec<_>) =
+            events.into_iter().partition(|e| readers.iter().any(|p| reads(*p, e)));
         if to_open.is_empty() {
             return Ok(rest);
         }
@@ -491,23 +485,6 @@ impl Runner {
             opened.sort_by_key(|e| e.global_position);
         }
         Ok(opened)
-    }
-
-    /// The events `p` reads, opened if it reads payloads.
-    async fn open_wanted(
-        &self,
-        p: &dyn Projection,
-        events: Vec<RecordedEvent>,
-    ) -> Result<Vec<RecordedEvent>, ProjectionError> {
-        let wanted = p.event_types();
-        let selected: Vec<RecordedEvent> = events
-            .into_iter()
-            .filter(|e| wanted.is_empty() || wanted.contains(&e.event_type.as_str()))
-            .collect();
-        if selected.is_empty() || !p.needs_payload() {
-            return Ok(selected);
-        }
-        Ok(self.codec.open(selected).await?)
     }
 
     /// Events that follow on from what this process knows the projection has
@@ -697,6 +674,12 @@ impl Runner {
             }
         }
     }
+}
+
+/// Does `p` read events of `e`'s type? (No types listed means all.)
+fn reads(p: &dyn Projection, e: &RecordedEvent) -> bool {
+    let wanted = p.event_types();
+    wanted.is_empty() || wanted.contains(&e.event_type.as_str())
 }
 
 /// What [`Runner::apply_within`] did.
