@@ -170,6 +170,66 @@ mod catalog_tests {
             "new parts: the standard"
         );
     }
+
+    #[test]
+    fn instance_events_of_schema_1_name_their_sha256() {
+        use medledger_domain::imaging::study::{ContentDigest, StudyEvent};
+        let hex = "ab".repeat(32);
+        let sha = ContentDigest::new(ContentDigest::SHA256, &hex);
+        let object = serde_json::json!({"blob_key": "k", "size": 3, "sha256": hex});
+        let read = |event_type: &str, payload: Value| {
+            let mut e = RecordedEvent {
+                global_position: 1,
+                event_id: Uuid::nil(),
+                stream_id: "study-1".into(),
+                stream_version: 1,
+                event_type: event_type.into(),
+                schema_version: 1,
+                payload,
+                metadata: serde_json::json!({}),
+                recorded_at: chrono::Utc::now(),
+                hash: String::new(),
+            };
+            Upcasters::platform().upcast(&mut e).unwrap();
+            assert_eq!(e.schema_version, 2);
+            decode::<StudyEvent>(&e).unwrap()
+        };
+        let StudyEvent::InstanceStored { object: stored, .. } = read(
+            "InstanceStored",
+            serde_json::json!({"type": "InstanceStored", "hospital_id": Uuid::nil(),
+                "study_instance_uid": "1.2", "sop_instance_uid": "1.2.3",
+                "patient": {"patient_id": {"$pii": {"subject": Uuid::nil(), "value": "P1"}}},
+                "attributes": {"series_instance_uid": "1.2.4", "sop_class_uid": "1.2.840.10008.5.1.4.1.1.2",
+                    "transfer_syntax_uid": "1.2.840.10008.1.2.1", "number_of_frames": 1},
+                "object": object, "arrival": "stow-rs"}),
+        ) else {
+            panic!("stored")
+        };
+        assert_eq!(stored.digest, sha);
+        assert_eq!(
+            read(
+                "InstanceDuplicateIgnored",
+                serde_json::json!({"type": "InstanceDuplicateIgnored", "sop_instance_uid": "1.2.3",
+                    "sha256": hex, "arrival": "c-store"})
+            ),
+            StudyEvent::InstanceDuplicateIgnored {
+                sop_instance_uid: "1.2.3".into(),
+                digest: sha.clone(),
+                arrival: medledger_domain::imaging::study::Arrival::CStore,
+            }
+        );
+        let StudyEvent::InstanceConflictRecorded {
+            kept_digest, received, ..
+        } = read(
+            "InstanceConflictRecorded",
+            serde_json::json!({"type": "InstanceConflictRecorded", "sop_instance_uid": "1.2.3",
+                "kept_sha256": hex, "received": object, "arrival": "c-store"}),
+        )
+        else {
+            panic!("conflict")
+        };
+        assert_eq!((kept_digest, received.digest), (sha.clone(), sha));
+    }
 }
 
 /// Current schema versions and the steps that lift old payloads to them.
@@ -177,6 +237,15 @@ mod catalog_tests {
 pub struct Upcasters {
     current: HashMap<String, u32>,
     steps: HashMap<(String, u32), Upcast>,
+}
+
+/// Moves a bare SHA-256 at `pointer`/`from` to `pointer`/`to`, named `sha256:<hex>`.
+fn name_digest(v: &mut Value, pointer: &str, from: &str, to: &str) {
+    if let Some(object) = v.pointer_mut(pointer).and_then(Value::as_object_mut) {
+        if let Some(Value::String(hex)) = object.remove(from) {
+            object.insert(to.into(), Value::String(format!("sha256:{hex}")));
+        }
+    }
 }
 
 impl Upcasters {
@@ -202,6 +271,22 @@ impl Upcasters {
                 v
             });
         }
+        // Instance events, 1 → 2: an object's content digest was a bare SHA-256 in a
+        // `sha256` field; it is now named by its algorithm (`sha256:<hex>`, `blake3:<hex>`)
+        // in a `digest` field, since new objects are digested with BLAKE3.
+        u.add_step("InstanceStored", 1, |mut v| {
+            name_digest(&mut v, "/object", "sha256", "digest");
+            v
+        });
+        u.add_step("InstanceDuplicateIgnored", 1, |mut v| {
+            name_digest(&mut v, "", "sha256", "digest");
+            v
+        });
+        u.add_step("InstanceConflictRecorded", 1, |mut v| {
+            name_digest(&mut v, "", "kept_sha256", "kept_digest");
+            name_digest(&mut v, "/received", "sha256", "digest");
+            v
+        });
         u
     }
 

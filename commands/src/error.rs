@@ -224,6 +224,7 @@ mod table {
                 E::NoteTooLong => (Kind::Invalid, "note_too_long"),
                 E::ReasonRequired => (Kind::Invalid, "reason_required"),
                 E::NoActor => (Kind::Forbidden, "actor_required"),
+                E::DigestsNotComparable { .. } => (Kind::Conflict, "digests_not_comparable"),
             }
         }
     }

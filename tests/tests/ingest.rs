@@ -6,10 +6,14 @@ use bytes::Bytes;
 use medledger_api::platform::Platform;
 use medledger_commands::codec::Metadata;
 use medledger_commands::crypto::MasterKey;
-use medledger_dicom_ingest::ingest::{ingest, study_stream, IngestError, Outcome};
+use medledger_commands::store::{AppendRequest, ExpectedVersion, Guard};
+use medledger_dicom_ingest::ingest::{
+    blake3_digest, ingest, receive_command, sha256_digest, study_stream, IngestError, Outcome,
+};
 use medledger_dicom_ingest::{synthetic_ct, CtSpec};
 use medledger_domain::identity::Tenant;
-use medledger_domain::imaging::study::Arrival;
+use medledger_domain::imaging::study::{Arrival, StoredObject, Study, StudyState};
+use medledger_domain::Decider;
 use medledger_tests::{system_clock, Backend};
 use uuid::Uuid;
 
@@ -19,6 +23,7 @@ medledger_tests::on_both_backends!(
     a_bad_object_is_refused_without_writing,
     a_forgotten_patient_reads_as_erased,
     many_arrivals_fill_one_study_at_once,
+    an_instance_kept_under_its_sha256_is_still_told_from_a_conflict,
 );
 
 fn hospital() -> Tenant {
@@ -303,4 +308,116 @@ async fn many_arrivals_fill_one_study_at_once(b: &Backend) {
             .failure,
         None
     );
+}
+
+/// History from before BLAKE3: an instance recorded by schema 1 of `InstanceStored` (a bare
+/// SHA-256 in `object.sha256`, the guard's owner naming it the same way). Sent again, it is a
+/// duplicate, not a conflict, and leaves no second copy; different bytes are a conflict.
+async fn an_instance_kept_under_its_sha256_is_still_told_from_a_conflict(b: &Backend) {
+    let p = platform(b).await;
+    let hospital_id = Uuid::from_u128(2);
+    let bytes = ct(0);
+    let meta = medledger_dicom_ingest::inspect(&bytes).unwrap();
+    let sha = sha256_digest(&bytes);
+    let stream = study_stream(hospital_id, &meta.study_instance_uid);
+    let kept_key = format!(
+        "hospitals/{hospital_id}/studies/legacy/{}_{}.dcm",
+        meta.sop_instance_uid,
+        sha.hex()
+    );
+    p.blobs.put(&kept_key, Bytes::from(bytes.clone())).await.unwrap();
+    let subject = p
+        .app
+        .codec
+        .keys()
+        .pseudonym(&format!("patient/{hospital_id}"), &meta.patient_id);
+    let object = StoredObject {
+        blob_key: kept_key.clone(),
+        size: bytes.len() as u64,
+        digest: sha.clone(),
+    };
+    let command = receive_command(hospital_id, subject, &meta, object, Arrival::CStore);
+    let system = Metadata::system();
+    let ctx = p.app.ctx(&system);
+    let events = Study::decide(&StudyState::default(), command, &ctx).unwrap();
+    let mut written = p.app.codec.prepare(&events, &system, ctx.now).await.unwrap();
+    // As schema 1 wrote it.
+    let v1 = &mut written[0];
+    v1.schema_version = 1;
+    let recorded = v1.payload["object"].as_object_mut().unwrap();
+    recorded.remove("digest");
+    recorded.insert("sha256".into(), sha.hex().into());
+    let owner = format!("{stream}#{}#{}", sha.hex(), Uuid::now_v7());
+    p.app
+        .append(
+            AppendRequest::stream(&stream, ExpectedVersion::Any, written).with_guard(Guard::Claim {
+                scope: "sop-instance".into(),
+                key: format!("{hospital_id}/{}", meta.sop_instance_uid),
+                owner,
+            }),
+        )
+        .await
+        .unwrap();
+
+    let again = ingest(
+        &p.app,
+        &p.blobs,
+        &hospital(),
+        Bytes::from(bytes.clone()),
+        Arrival::StowRs,
+        &system,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        again.outcome,
+        Outcome::Duplicate,
+        "the same bytes, digested the kept way"
+    );
+    assert_eq!(again.blob_key, kept_key, "the answer names the kept object");
+    let blake3_key = format!(
+        "hospitals/{hospital_id}/studies/{}/{}/{}_{}.dcm",
+        meta.study_instance_uid,
+        meta.series_instance_uid,
+        meta.sop_instance_uid,
+        blake3_digest(&bytes).hex()
+    );
+    assert!(!p.blobs.exists(&blake3_key).await.unwrap(), "no second copy is left");
+
+    let mut altered = bytes.clone();
+    let last = altered.len() - 1;
+    altered[last] ^= 0xFF;
+    let other = ingest(
+        &p.app,
+        &p.blobs,
+        &hospital(),
+        Bytes::from(altered.clone()),
+        Arrival::StowRs,
+        &system,
+    )
+    .await
+    .unwrap();
+    assert_eq!(other.outcome, Outcome::Conflict);
+    assert_eq!(
+        p.blobs.get(&other.blob_key).await.unwrap().unwrap().as_ref(),
+        altered.as_slice(),
+        "the newcomer is kept aside"
+    );
+    let log = p.app.store.read_stream(&stream, 0).await.unwrap();
+    let types: Vec<_> = log.iter().map(|e| (e.event_type.as_str(), e.schema_version)).collect();
+    assert_eq!(
+        types,
+        vec![
+            ("InstanceStored", 1),
+            ("InstanceDuplicateIgnored", 2),
+            ("InstanceConflictRecorded", 2)
+        ]
+    );
+    assert_eq!(log[1].payload["digest"], sha.as_str());
+    assert_eq!(log[2].payload["kept_digest"], sha.as_str());
+    // The study reads whole, schema 1 lifted: the kept object and its digest.
+    let (study, _) = p.app.load::<Study>(&stream).await.unwrap();
+    assert_eq!(study.instances.get(&meta.sop_instance_uid), Some(&sha));
+    assert_eq!(study.objects.get(&meta.sop_instance_uid), Some(&kept_key));
+    assert_eq!((study.duplicates, study.conflicts), (1, 1));
 }

@@ -2,8 +2,9 @@
 //! the instances a hospital received for one study.
 //!
 //! Rules:
-//! - The same SOP Instance UID with the same content (SHA-256 of the bytes
-//!   as received) again is a duplicate: counted, not stored twice.
+//! - The same SOP Instance UID with the same content (the digest of the bytes
+//!   as received, see [`ContentDigest`]) again is a duplicate: counted, not
+//!   stored twice.
 //! - The same SOP Instance UID with *different* content is a conflict: the
 //!   first instance stays the study's; the newcomer is kept aside (its own
 //!   blob key) and recorded for review. Nothing is ever overwritten.
@@ -80,7 +81,56 @@ pub struct InstanceAttributes {
 pub struct StoredObject {
     pub blob_key: String,
     pub size: u64,
-    pub sha256: String,
+    pub digest: ContentDigest,
+}
+
+/// The digest of an object's bytes as received, named by its algorithm: `blake3:<hex>`
+/// for objects stored since schema version 2 of the instance events, `sha256:<hex>` for
+/// those stored before (version 1 recorded a bare SHA-256 in a `sha256` field; the
+/// upcasters name it). Two digests say the same content only under the same algorithm.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ContentDigest(String);
+
+impl ContentDigest {
+    pub const BLAKE3: &'static str = "blake3";
+    pub const SHA256: &'static str = "sha256";
+
+    pub fn new(algorithm: &str, hex: &str) -> Self {
+        ContentDigest(format!("{algorithm}:{hex}"))
+    }
+
+    /// Reads a digest as written (`algorithm:hex`); a bare 64-digit hex string is a
+    /// SHA-256, as version 1 wrote it.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.split_once(':') {
+            Some((algorithm, hex)) if !algorithm.is_empty() && is_hex(hex) => Some(ContentDigest(text.to_string())),
+            None if text.len() == 64 && is_hex(text) => Some(ContentDigest::new(Self::SHA256, text)),
+            _ => None,
+        }
+    }
+
+    pub fn algorithm(&self) -> &str {
+        self.0.split_once(':').map(|(a, _)| a).unwrap_or_default()
+    }
+
+    pub fn hex(&self) -> &str {
+        self.0.split_once(':').map(|(_, h)| h).unwrap_or(&self.0)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ContentDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn is_hex(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -102,12 +152,12 @@ pub enum StudyEvent {
     },
     InstanceDuplicateIgnored {
         sop_instance_uid: String,
-        sha256: String,
+        digest: ContentDigest,
         arrival: Arrival,
     },
     InstanceConflictRecorded {
         sop_instance_uid: String,
-        kept_sha256: String,
+        kept_digest: ContentDigest,
         /// The differing object, kept aside for review.
         received: StoredObject,
         arrival: Arrival,
@@ -164,9 +214,9 @@ crate::event_catalog!(
     StudyEvent,
     "imaging",
     [
-        InstanceStored = 1,
-        InstanceDuplicateIgnored = 1,
-        InstanceConflictRecorded = 1,
+        InstanceStored = 2,
+        InstanceDuplicateIgnored = 2,
+        InstanceConflictRecorded = 2,
         StudyShared = 1,
         StudyDeleted = 1,
         StudyRestored = 1,
@@ -233,6 +283,10 @@ pub enum StudyError {
     ReasonRequired,
     #[error("this action needs an authenticated actor")]
     NoActor,
+    /// The kept instance's digest uses another algorithm: the caller digests the arrival
+    /// the same way and asks again (a duplicate must never look like a conflict).
+    #[error("the kept instance was digested with {kept}, the arrival with {received}")]
+    DigestsNotComparable { kept: String, received: String },
 }
 
 /// What a study holds: each instance's content hash and object, how much is stored, and
@@ -242,7 +296,7 @@ pub struct StudyState {
     pub hospital_id: Option<Uuid>,
     pub study_instance_uid: Option<String>,
     /// SOP Instance UID → content hash of the instance kept.
-    pub instances: BTreeMap<String, String>,
+    pub instances: BTreeMap<String, ContentDigest>,
     /// SOP Instance UID → blob key of the instance kept (hot tier).
     pub objects: BTreeMap<String, String>,
     pub stored_bytes: u64,
@@ -257,13 +311,13 @@ pub struct StudyState {
 impl StudyState {
     /// A state that knows only one instance: enough to decide an arrival of that SOP
     /// Instance UID (new, duplicate or conflict) without loading the whole study.
-    pub fn knowing(study_instance_uid: &str, sop_instance_uid: &str, sha256: Option<&str>) -> Self {
+    pub fn knowing(study_instance_uid: &str, sop_instance_uid: &str, digest: Option<ContentDigest>) -> Self {
         let mut s = StudyState {
             study_instance_uid: Some(study_instance_uid.to_string()),
             ..Default::default()
         };
-        if let Some(sha) = sha256 {
-            s.instances.insert(sop_instance_uid.to_string(), sha.to_string());
+        if let Some(digest) = digest {
+            s.instances.insert(sop_instance_uid.to_string(), digest);
         }
         s
     }
@@ -310,14 +364,20 @@ impl Decider for Study {
                     arrival,
                     dataset,
                 },
-                Some(kept) if *kept == object.sha256 => StudyEvent::InstanceDuplicateIgnored {
+                Some(kept) if kept.algorithm() != object.digest.algorithm() => {
+                    return Err(StudyError::DigestsNotComparable {
+                        kept: kept.algorithm().to_string(),
+                        received: object.digest.algorithm().to_string(),
+                    })
+                }
+                Some(kept) if *kept == object.digest => StudyEvent::InstanceDuplicateIgnored {
                     sop_instance_uid,
-                    sha256: object.sha256,
+                    digest: object.digest,
                     arrival,
                 },
                 Some(kept) => StudyEvent::InstanceConflictRecorded {
                     sop_instance_uid,
-                    kept_sha256: kept.clone(),
+                    kept_digest: kept.clone(),
                     received: object,
                     arrival,
                 },
@@ -427,7 +487,7 @@ impl Decider for Study {
             } => {
                 s.hospital_id = Some(*hospital_id);
                 s.study_instance_uid = Some(study_instance_uid.clone());
-                s.instances.insert(sop_instance_uid.clone(), object.sha256.clone());
+                s.instances.insert(sop_instance_uid.clone(), object.digest.clone());
                 s.objects.insert(sop_instance_uid.clone(), object.blob_key.clone());
                 s.stored_bytes += object.size;
             }
@@ -451,7 +511,15 @@ mod tests {
 
     const H: Uuid = Uuid::from_u128(2);
 
+    fn b3(hex: &str) -> ContentDigest {
+        ContentDigest::new(ContentDigest::BLAKE3, hex)
+    }
+
     fn receive(sop: &str, sha: &str) -> StudyCommand {
+        receive_digest(sop, b3(sha))
+    }
+
+    fn receive_digest(sop: &str, digest: ContentDigest) -> StudyCommand {
         StudyCommand::ReceiveInstance {
             hospital_id: H,
             study_instance_uid: "1.2.3".into(),
@@ -464,9 +532,9 @@ mod tests {
             },
             attributes: InstanceAttributes::default(),
             object: StoredObject {
-                blob_key: format!("k/{sha}"),
+                blob_key: format!("k/{}", digest.hex()),
                 size: 10,
-                sha256: sha.into(),
+                digest,
             },
             arrival: Arrival::StowRs,
             dataset: None,
@@ -474,6 +542,10 @@ mod tests {
     }
 
     fn stored(sop: &str, sha: &str) -> StudyEvent {
+        stored_digest(sop, b3(sha))
+    }
+
+    fn stored_digest(sop: &str, digest: ContentDigest) -> StudyEvent {
         let StudyCommand::ReceiveInstance {
             hospital_id,
             study_instance_uid,
@@ -483,7 +555,7 @@ mod tests {
             object,
             arrival,
             dataset,
-        } = receive(sop, sha)
+        } = receive_digest(sop, digest)
         else {
             unreachable!()
         };
@@ -513,18 +585,18 @@ mod tests {
             .when(receive("1.2.3.1", "aa"), &ctx)
             .then(&[StudyEvent::InstanceDuplicateIgnored {
                 sop_instance_uid: "1.2.3.1".into(),
-                sha256: "aa".into(),
+                digest: b3("aa"),
                 arrival: Arrival::StowRs,
             }]);
         given::<Study>(&[stored("1.2.3.1", "aa")])
             .when(receive("1.2.3.1", "bb"), &ctx)
             .then(&[StudyEvent::InstanceConflictRecorded {
                 sop_instance_uid: "1.2.3.1".into(),
-                kept_sha256: "aa".into(),
+                kept_digest: b3("aa"),
                 received: StoredObject {
                     blob_key: "k/bb".into(),
                     size: 10,
-                    sha256: "bb".into(),
+                    digest: b3("bb"),
                 },
                 arrival: Arrival::StowRs,
             }]);
@@ -537,12 +609,50 @@ mod tests {
         let ctx = Ctx::at(chrono::Utc::now());
         let whole = Study::fold(&[stored("1.2.3.1", "aa"), stored("1.2.3.2", "cc")]);
         for (sop, sha) in [("1.2.3.1", "aa"), ("1.2.3.1", "bb"), ("1.2.3.9", "dd")] {
-            let known = whole.instances.get(sop).map(String::as_str);
+            let known = whole.instances.get(sop).cloned();
             let small = StudyState::knowing("1.2.3", sop, known);
             assert_eq!(
                 Study::decide(&small, receive(sop, sha), &ctx),
                 Study::decide(&whole, receive(sop, sha), &ctx)
             );
+        }
+    }
+
+    #[test]
+    fn digests_of_different_algorithms_are_never_compared() {
+        let ctx = Ctx::at(chrono::Utc::now());
+        let sha = |hex: &str| ContentDigest::new(ContentDigest::SHA256, hex);
+        let kept_before = [stored_digest("1.2.3.1", sha("aa"))];
+        given::<Study>(&kept_before)
+            .when(receive("1.2.3.1", "aa"), &ctx)
+            .then_error(StudyError::DigestsNotComparable {
+                kept: "sha256".into(),
+                received: "blake3".into(),
+            });
+        // Digested the kept way, the same content is a duplicate and other content a conflict.
+        given::<Study>(&kept_before)
+            .when(receive_digest("1.2.3.1", sha("aa")), &ctx)
+            .then(&[StudyEvent::InstanceDuplicateIgnored {
+                sop_instance_uid: "1.2.3.1".into(),
+                digest: sha("aa"),
+                arrival: Arrival::StowRs,
+            }]);
+        let conflict = Study::decide(&Study::fold(&kept_before), receive_digest("1.2.3.1", sha("bb")), &ctx);
+        assert!(matches!(
+            conflict.as_deref(),
+            Ok([StudyEvent::InstanceConflictRecorded { .. }])
+        ));
+    }
+
+    #[test]
+    fn a_digest_reads_as_written_and_a_bare_sha256_as_version_1_wrote_it() {
+        let hex = "ab".repeat(32);
+        let bare = ContentDigest::parse(&hex).expect("a bare SHA-256");
+        assert_eq!((bare.algorithm(), bare.hex()), ("sha256", hex.as_str()));
+        let named = ContentDigest::parse(&format!("blake3:{hex}")).expect("a named digest");
+        assert_eq!((named.algorithm(), named.hex()), ("blake3", hex.as_str()));
+        for bad in ["", "abc", "blake3:", ":ab", "blake3:xyz", &"g".repeat(64)] {
+            assert_eq!(ContentDigest::parse(bad), None, "{bad:?}");
         }
     }
 
