@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
 use medledger_commands::args;
 use medledger_commands::codec::EventCodec;
-use medledger_commands::db::{Db, DbTx};
+use medledger_commands::db::{Arg, Db, DbTx};
 use medledger_commands::store::{EventStore, RecordedEvent, StoreError};
 use tokio::sync::watch;
 
@@ -373,6 +373,26 @@ impl Runner {
         last: u64,
     ) -> Result<Applied, ProjectionError> {
         let base = lock_checkpoint(tx, p.name()).await?.max(from);
+        let applied = self.apply_rows(tx, p, base, positions, events, last).await?;
+        if let Applied::Through(position) = applied {
+            if position > base {
+                save_checkpoints(tx, &[p.name()], position).await?;
+            }
+        }
+        Ok(applied)
+    }
+
+    /// The rows of `events` past `base` that `p` reads, if the delivery follows on
+    /// from `base`; the caller moves the checkpoint.
+    async fn apply_rows(
+        &self,
+        tx: &mut DbTx,
+        p: &dyn Projection,
+        base: u64,
+        positions: &[u64],
+        events: &[RecordedEvent],
+        last: u64,
+    ) -> Result<Applied, ProjectionError> {
         if last <= base {
             return Ok(Applied::Through(base));
         }
@@ -392,11 +412,6 @@ impl Runner {
         if !mine.is_empty() {
             p.apply_batch(tx, &mine).await?;
         }
-        tx.execute(
-            "UPDATE projection_checkpoints SET position = $2 WHERE name = $1",
-            &args![p.name(), last],
-        )
-        .await?;
         Ok(Applied::Through(last))
     }
 
@@ -410,9 +425,14 @@ impl Runner {
     /// SQLite, one use of the one writer and one commit per delivery instead of
     /// one per read model, and each event opened once for all of them.
     ///
-    /// Each projection works inside its own savepoint, so one that fails, or
-    /// finds a gap, is rolled back alone and then caught up on its own from the
-    /// store; the others keep what they applied.
+    /// Every statement is a round trip to the connection's thread while the
+    /// writer is held, so the transaction reads all the checkpoints in one
+    /// statement and moves them in one, and applies without savepoints. Should a
+    /// projection fail, the whole transaction is rolled back and the delivery
+    /// applied again with each projection in its own savepoint: the one that
+    /// fails is rolled back alone and then caught up on its own from the store,
+    /// the others keep what they applied. A projection that finds a gap writes
+    /// nothing and is caught up on its own too.
     async fn apply_together(
         &self,
         ps: &[Arc<dyn Projection>],
@@ -436,28 +456,16 @@ impl Runner {
         let positions: Vec<u64> = events.iter().map(|e| e.global_position).collect();
         let events = self.open_for(&due, events).await?;
 
-        let mut apart = Vec::new();
-        let mut done = Vec::new();
-        let mut tx = self.store.db().begin().await?;
-        for p in due {
-            let started = std::time::Instant::now();
-            tx.execute("SAVEPOINT projection", &[]).await?;
-            let from = self.status.position(p.name());
-            match self.apply_within(&mut tx, p, from, &positions, &events, last).await {
-                Ok(Applied::Through(position)) => done.push((p, position, started.elapsed())),
-                Ok(Applied::Gap { .. }) => apart.push(p),
-                Err(e) => {
-                    tracing::warn!(projection = p.name(), error = %e, "apply failed; catching this projection up alone");
-                    tx.execute("ROLLBACK TO SAVEPOINT projection", &[]).await?;
-                    apart.push(p);
-                }
-            }
-            tx.execute("RELEASE SAVEPOINT projection", &[]).await?;
-        }
-        tx.commit().await?;
-        for (p, position, took) in done {
-            self.applied(p, position, took);
-        }
+        let delivery = Delivery {
+            positions: &positions,
+            events: &events,
+            last,
+        };
+        let apart = match self.apply_shared(&due, &delivery, false).await? {
+            Some(apart) => apart,
+            // With savepoints a failing projection is set apart, so this always answers.
+            None => self.apply_shared(&due, &delivery, true).await?.unwrap_or_default(),
+        };
         let mut outcome = Ok(());
         for p in apart {
             if let Err(e) = self.catch_up(p).await {
@@ -465,6 +473,60 @@ impl Runner {
             }
         }
         outcome
+    }
+
+    /// One transaction applying `delivery` to `due`; returns the projections to
+    /// catch up on their own. Without `savepoints`, a projection that fails
+    /// rolls everything back and `None` is returned.
+    async fn apply_shared<'p>(
+        &self,
+        due: &[&'p dyn Projection],
+        delivery: &Delivery<'_>,
+        savepoints: bool,
+    ) -> Result<Option<Vec<&'p dyn Projection>>, ProjectionError> {
+        let mut apart = Vec::new();
+        let mut done = Vec::new();
+        let mut tx = self.store.db().begin().await?;
+        let names: Vec<&str> = due.iter().map(|p| p.name()).collect();
+        let bases = lock_checkpoints(&mut tx, &names).await?;
+        for (p, stored) in due.iter().copied().zip(bases) {
+            let started = std::time::Instant::now();
+            let base = stored.max(self.status.position(p.name()));
+            if savepoints {
+                tx.execute("SAVEPOINT projection", &[]).await?;
+            }
+            let applied = self
+                .apply_rows(&mut tx, p, base, delivery.positions, delivery.events, delivery.last)
+                .await;
+            match applied {
+                Ok(Applied::Through(position)) => done.push((p, base, position, started.elapsed())),
+                Ok(Applied::Gap { .. }) => apart.push(p),
+                Err(e) if savepoints => {
+                    tracing::warn!(projection = p.name(), error = %e, "apply failed; catching this projection up alone");
+                    tx.execute("ROLLBACK TO SAVEPOINT projection", &[]).await?;
+                    apart.push(p);
+                }
+                Err(e) => {
+                    tracing::debug!(projection = p.name(), error = %e, "apply failed; applying again in savepoints");
+                    drop(tx); // rolled back
+                    return Ok(None);
+                }
+            }
+            if savepoints {
+                tx.execute("RELEASE SAVEPOINT projection", &[]).await?;
+            }
+        }
+        let moved: Vec<&str> = done
+            .iter()
+            .filter(|(_, base, position, _)| position > base)
+            .map(|(p, ..)| p.name())
+            .collect();
+        save_checkpoints(&mut tx, &moved, delivery.last).await?;
+        tx.commit().await?;
+        for (p, _, position, took) in done {
+            self.applied(p, position, took);
+        }
+        Ok(Some(apart))
     }
 
     /// `events` with those that any of `due` reads the payload of opened.
@@ -682,7 +744,14 @@ fn reads(p: &dyn Projection, e: &RecordedEvent) -> bool {
     wanted.is_empty() || wanted.contains(&e.event_type.as_str())
 }
 
-/// What [`Runner::apply_within`] did.
+/// One delivery, sorted, as the projections apply it.
+struct Delivery<'a> {
+    positions: &'a [u64],
+    events: &'a [RecordedEvent],
+    last: u64,
+}
+
+/// What [`Runner::apply_rows`] did.
 enum Applied {
     /// The projection now stands at this position.
     Through(u64),
@@ -701,4 +770,44 @@ async fn lock_checkpoint(tx: &mut DbTx, name: &str) -> Result<u64, ProjectionErr
         .await?
         .ok_or_else(|| ProjectionError::Unknown(name.to_string()))?;
     Ok(row.get::<i64>(0)? as u64)
+}
+
+/// The checkpoints of `names`, in their order, in one statement (locked on PostgreSQL).
+async fn lock_checkpoints(tx: &mut DbTx, names: &[&str]) -> Result<Vec<u64>, ProjectionError> {
+    let list = (1..=names.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let lock = if tx.is_postgres() { " FOR UPDATE" } else { "" };
+    let sql = format!("SELECT name, position FROM projection_checkpoints WHERE name IN ({list}){lock}");
+    let args: Vec<Arg> = names.iter().map(|n| Arg::from(*n)).collect();
+    let mut found = HashMap::new();
+    for row in tx.fetch_all(&sql, &args).await? {
+        found.insert(row.get::<String>(0)?, row.get::<i64>(1)? as u64);
+    }
+    names
+        .iter()
+        .map(|n| {
+            found
+                .get(*n)
+                .copied()
+                .ok_or_else(|| ProjectionError::Unknown(n.to_string()))
+        })
+        .collect()
+}
+
+/// Moves the checkpoints of `names` to `position`, in one statement.
+async fn save_checkpoints(tx: &mut DbTx, names: &[&str], position: u64) -> Result<(), ProjectionError> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let list = (2..names.len() + 2)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("UPDATE projection_checkpoints SET position = $1 WHERE name IN ({list})");
+    let mut args = vec![Arg::I64(position as i64)];
+    args.extend(names.iter().map(|n| Arg::from(*n)));
+    tx.execute(&sql, &args).await?;
+    Ok(())
 }

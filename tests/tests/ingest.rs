@@ -8,7 +8,7 @@ use medledger_commands::codec::Metadata;
 use medledger_commands::crypto::MasterKey;
 use medledger_commands::store::{AppendRequest, ExpectedVersion, Guard};
 use medledger_dicom_ingest::ingest::{
-    blake3_digest, ingest, receive_command, sha256_digest, study_stream, IngestError, Outcome,
+    blake3_digest, ingest, receive_command, sha256_digest, study_stream, IngestError, Ingested, Outcome,
 };
 use medledger_dicom_ingest::{synthetic_ct, CtSpec};
 use medledger_domain::identity::Tenant;
@@ -39,6 +39,19 @@ async fn platform(b: &Backend) -> Platform {
         .unwrap()
 }
 
+/// One instance received by the test hospital, as the platform receives it.
+async fn receive(p: &Platform, bytes: Vec<u8>, arrival: Arrival) -> Result<Ingested, IngestError> {
+    ingest(
+        &p.app,
+        &p.blobs,
+        &hospital(),
+        Bytes::from(bytes),
+        arrival,
+        &Metadata::system(),
+    )
+    .await
+}
+
 fn ct(instance: u32) -> Vec<u8> {
     synthetic_ct(&CtSpec {
         instance_index: instance,
@@ -52,16 +65,7 @@ fn ct(instance: u32) -> Vec<u8> {
 async fn an_instance_is_stored_as_received_and_recorded_once(b: &Backend) {
     let p = platform(b).await;
     let bytes = ct(0);
-    let first = ingest(
-        &p.app,
-        &p.blobs,
-        &hospital(),
-        Bytes::from(bytes.clone()),
-        Arrival::StowRs,
-        &Metadata::system(),
-    )
-    .await
-    .unwrap();
+    let first = receive(&p, bytes.clone(), Arrival::StowRs).await.unwrap();
     assert_eq!(first.outcome, Outcome::Stored);
     assert_eq!(first.metadata.modality.as_deref(), Some("CT"));
     let stored = p.blobs.get(&first.blob_key).await.unwrap().unwrap();
@@ -71,16 +75,7 @@ async fn an_instance_is_stored_as_received_and_recorded_once(b: &Backend) {
         "kept byte for byte, private tags included"
     );
 
-    let again = ingest(
-        &p.app,
-        &p.blobs,
-        &hospital(),
-        Bytes::from(bytes.clone()),
-        Arrival::CStore,
-        &Metadata::system(),
-    )
-    .await
-    .unwrap();
+    let again = receive(&p, bytes.clone(), Arrival::CStore).await.unwrap();
     assert_eq!(again.outcome, Outcome::Duplicate);
     assert_eq!(again.blob_key, first.blob_key);
     let stream = study_stream(Uuid::from_u128(2), &first.metadata.study_instance_uid);
@@ -113,16 +108,7 @@ async fn an_instance_is_stored_as_received_and_recorded_once(b: &Backend) {
     );
 
     // A second instance of the same study joins the same stream.
-    let second = ingest(
-        &p.app,
-        &p.blobs,
-        &hospital(),
-        Bytes::from(ct(1)),
-        Arrival::StowRs,
-        &Metadata::system(),
-    )
-    .await
-    .unwrap();
+    let second = receive(&p, ct(1), Arrival::StowRs).await.unwrap();
     assert_eq!(second.outcome, Outcome::Stored);
     assert_eq!(p.app.store.read_stream(&stream, 0).await.unwrap().len(), 3);
 }
@@ -133,26 +119,8 @@ async fn a_different_object_under_the_same_uid_is_kept_aside(b: &Backend) {
     let mut altered = original.clone();
     let last = altered.len() - 1;
     altered[last] ^= 0xFF; // one pixel byte differs
-    let first = ingest(
-        &p.app,
-        &p.blobs,
-        &hospital(),
-        Bytes::from(original.clone()),
-        Arrival::StowRs,
-        &Metadata::system(),
-    )
-    .await
-    .unwrap();
-    let second = ingest(
-        &p.app,
-        &p.blobs,
-        &hospital(),
-        Bytes::from(altered.clone()),
-        Arrival::StowRs,
-        &Metadata::system(),
-    )
-    .await
-    .unwrap();
+    let first = receive(&p, original.clone(), Arrival::StowRs).await.unwrap();
+    let second = receive(&p, altered.clone(), Arrival::StowRs).await.unwrap();
     assert_eq!(second.outcome, Outcome::Conflict);
     assert_ne!(second.blob_key, first.blob_key);
     assert_eq!(
@@ -188,16 +156,7 @@ async fn a_bad_object_is_refused_without_writing(b: &Backend) {
             "missing_patient_id",
         ),
     ] {
-        match ingest(
-            &p.app,
-            &p.blobs,
-            &hospital(),
-            Bytes::from(bytes),
-            Arrival::StowRs,
-            &Metadata::system(),
-        )
-        .await
-        {
+        match receive(&p, bytes, Arrival::StowRs).await {
             Err(IngestError::Rejected(r)) => assert_eq!(r.code, code, "{r}"),
             other => panic!("expected {code}, got {other:?}"),
         }
@@ -218,16 +177,7 @@ async fn a_bad_object_is_refused_without_writing(b: &Backend) {
 
 async fn a_forgotten_patient_reads_as_erased(b: &Backend) {
     let p = platform(b).await;
-    let first = ingest(
-        &p.app,
-        &p.blobs,
-        &hospital(),
-        Bytes::from(ct(0)),
-        Arrival::StowRs,
-        &Metadata::system(),
-    )
-    .await
-    .unwrap();
+    let first = receive(&p, ct(0), Arrival::StowRs).await.unwrap();
     let subject = p
         .app
         .codec
@@ -264,16 +214,9 @@ async fn many_arrivals_fill_one_study_at_once(b: &Backend) {
                 let mut outcomes = Vec::new();
                 for i in 0..25u32 {
                     for instance in [t * 25 + i, (t * 25 + i + 25) % 100] {
-                        let r = ingest(
-                            &p.app,
-                            &p.blobs,
-                            &hospital(),
-                            Bytes::from(ct(instance)),
-                            Arrival::CStore,
-                            &Metadata::system(),
-                        )
-                        .await
-                        .unwrap_or_else(|e| panic!("instance {instance}: {e}"));
+                        let r = receive(&p, ct(instance), Arrival::CStore)
+                            .await
+                            .unwrap_or_else(|e| panic!("instance {instance}: {e}"));
                         outcomes.push(r.outcome);
                     }
                 }
@@ -359,16 +302,7 @@ async fn an_instance_kept_under_its_sha256_is_still_told_from_a_conflict(b: &Bac
         .await
         .unwrap();
 
-    let again = ingest(
-        &p.app,
-        &p.blobs,
-        &hospital(),
-        Bytes::from(bytes.clone()),
-        Arrival::StowRs,
-        &system,
-    )
-    .await
-    .unwrap();
+    let again = receive(&p, bytes.clone(), Arrival::StowRs).await.unwrap();
     assert_eq!(
         again.outcome,
         Outcome::Duplicate,
@@ -387,16 +321,7 @@ async fn an_instance_kept_under_its_sha256_is_still_told_from_a_conflict(b: &Bac
     let mut altered = bytes.clone();
     let last = altered.len() - 1;
     altered[last] ^= 0xFF;
-    let other = ingest(
-        &p.app,
-        &p.blobs,
-        &hospital(),
-        Bytes::from(altered.clone()),
-        Arrival::StowRs,
-        &system,
-    )
-    .await
-    .unwrap();
+    let other = receive(&p, altered.clone(), Arrival::StowRs).await.unwrap();
     assert_eq!(other.outcome, Outcome::Conflict);
     assert_eq!(
         p.blobs.get(&other.blob_key).await.unwrap().unwrap().as_ref(),
