@@ -35,6 +35,12 @@ pub struct SqliteEventStore {
 impl SqliteEventStore {
     /// Open (creating if needed) the store in `path` and apply migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_wal_limit(path, WAL_LIMIT).await
+    }
+
+    /// [`open`](Self::open), with the write-ahead log size past which the
+    /// checkpointer waits for readers to move off the log so it starts over.
+    pub async fn open_with_wal_limit(path: &Path, wal_limit: u64) -> Result<Self, StoreError> {
         let url = format!("sqlite://{}", path.display());
         let opts = SqliteConnectOptions::from_str(&url)?
             .create_if_missing(true)
@@ -58,7 +64,7 @@ impl SqliteEventStore {
             .connect_with(opts.clone().read_only(true))
             .await?;
         let alive = Arc::new(());
-        tokio::spawn(checkpointer(opts.clone(), Arc::downgrade(&alive)));
+        tokio::spawn(checkpointer(opts.clone(), Arc::downgrade(&alive), wal_limit));
         let appended = Arc::new(Notify::new());
         let writer = GroupCommitWriter::spawn(
             SqliteCommitter {
@@ -78,15 +84,26 @@ impl SqliteEventStore {
 
 /// How often the write-ahead log is checkpointed into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// The write-ahead log size (bytes) past which a checkpoint waits for readers
+/// (`TRUNCATE`): the same as `journal_size_limit`.
+const WAL_LIMIT: u64 = 64 * 1024 * 1024;
 /// Statistics for the query planner are refreshed every this many rounds (a minute).
 const OPTIMIZE_EVERY_ROUNDS: u64 = 120;
 
 /// Checkpoint the write-ahead log from a connection of its own, so the writer
 /// never waits for it. `PASSIVE` takes no lock writers need: it copies what no
 /// reader still uses and leaves the rest for the next round; the next writer
-/// then starts the log over from the beginning. Runs until the store (every
-/// clone) is dropped.
-async fn checkpointer(opts: SqliteConnectOptions, alive: std::sync::Weak<()>) {
+/// then starts the log over from the beginning.
+///
+/// Under sustained ingest that moment may never come: the log is only started
+/// over when a writer begins while no reader still reads from it, and with the
+/// writer busy and readers always at work the log grew without bound (8 GB
+/// beside a 1.2 GB database in one benchmark run). So once the log passes
+/// `wal_limit` bytes, the round is a `TRUNCATE` checkpoint: it holds writers
+/// back for as long as readers need to move off the log (milliseconds; most
+/// pages were already copied by the passive rounds), then empties it. Runs
+/// until the store (every clone) is dropped.
+async fn checkpointer(opts: SqliteConnectOptions, alive: std::sync::Weak<()>, wal_limit: u64) {
     let pool = match SqlitePoolOptions::new().max_connections(1).connect_with(opts).await {
         Ok(p) => p,
         Err(e) => {
@@ -94,6 +111,11 @@ async fn checkpointer(opts: SqliteConnectOptions, alive: std::sync::Weak<()>) {
             return;
         }
     };
+    let page_size = sqlx::query_scalar::<_, i64>("PRAGMA page_size")
+        .fetch_one(&pool)
+        .await
+        .map(|p| p.max(512) as u64)
+        .unwrap_or(4096);
     let mut last_error = None::<String>;
     let mut round: u64 = 0;
     while alive.strong_count() > 0 {
@@ -109,8 +131,21 @@ async fn checkpointer(opts: SqliteConnectOptions, alive: std::sync::Weak<()>) {
             }
         }
         round += 1;
-        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
-            Ok(_) => last_error = None,
+        let passive = sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&pool)
+            .await;
+        let outcome = match passive {
+            Ok((_, frames, _)) if (frames.max(0) as u64).saturating_mul(page_size) > wal_limit => {
+                tracing::debug!(frames, "the write-ahead log passed its limit; truncating it");
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(&pool)
+                    .await
+                    .map(|_| ())
+            }
+            other => other.map(|_| ()),
+        };
+        match outcome {
+            Ok(()) => last_error = None,
             Err(e) => {
                 let e = e.to_string();
                 if last_error.as_ref() != Some(&e) {
