@@ -100,9 +100,11 @@ const OPTIMIZE_EVERY_ROUNDS: u64 = 120;
 /// writer busy and readers always at work the log grew without bound (8 GB
 /// beside a 1.2 GB database in one benchmark run). So once the log passes
 /// `wal_limit` bytes, the round is a `TRUNCATE` checkpoint: it holds writers
-/// back for as long as readers need to move off the log (milliseconds; most
-/// pages were already copied by the passive rounds), then empties it. Runs
-/// until the store (every clone) is dropped.
+/// back for as long as readers need to move off the log (milliseconds, since
+/// reads are short transactions and most pages were already copied by the
+/// passive rounds; at most the busy timeout, 10 s, after which the round gives
+/// up and writers go on), then empties it. Runs until the store (every clone)
+/// is dropped.
 async fn checkpointer(opts: SqliteConnectOptions, alive: std::sync::Weak<()>, wal_limit: u64) {
     let pool = match SqlitePoolOptions::new().max_connections(1).connect_with(opts).await {
         Ok(p) => p,
