@@ -339,7 +339,12 @@ impl Runner {
             let ready = self.open_for(&[p], std::mem::take(&mut events)).await?;
             let mut tx = self.store.db().begin().await?;
             let started = std::time::Instant::now();
-            let base = match self.apply_within(&mut tx, p, from, &positions, &ready, last).await? {
+            let delivery = Delivery {
+                positions: &positions,
+                events: &ready,
+                last,
+            };
+            let base = match self.apply_within(&mut tx, p, from, &delivery).await? {
                 Applied::Through(position) => {
                     tx.commit().await?;
                     self.applied(p, position, started.elapsed());
@@ -368,12 +373,10 @@ impl Runner {
         tx: &mut DbTx,
         p: &dyn Projection,
         from: u64,
-        positions: &[u64],
-        events: &[RecordedEvent],
-        last: u64,
+        delivery: &Delivery<'_>,
     ) -> Result<Applied, ProjectionError> {
         let base = lock_checkpoint(tx, p.name()).await?.max(from);
-        let applied = self.apply_rows(tx, p, base, positions, events, last).await?;
+        let applied = self.apply_rows(tx, p, base, delivery).await?;
         if let Applied::Through(position) = applied {
             if position > base {
                 save_checkpoints(tx, &[p.name()], position).await?;
@@ -389,10 +392,13 @@ impl Runner {
         tx: &mut DbTx,
         p: &dyn Projection,
         base: u64,
-        positions: &[u64],
-        events: &[RecordedEvent],
-        last: u64,
+        delivery: &Delivery<'_>,
     ) -> Result<Applied, ProjectionError> {
+        let Delivery {
+            positions,
+            events,
+            last,
+        } = *delivery;
         if last <= base {
             return Ok(Applied::Through(base));
         }
@@ -495,9 +501,7 @@ impl Runner {
             if savepoints {
                 tx.execute("SAVEPOINT projection", &[]).await?;
             }
-            let applied = self
-                .apply_rows(&mut tx, p, base, delivery.positions, delivery.events, delivery.last)
-                .await;
+            let applied = self.apply_rows(&mut tx, p, base, delivery).await;
             match applied {
                 Ok(Applied::Through(position)) => done.push((p, base, position, started.elapsed())),
                 Ok(Applied::Gap { .. }) => apart.push(p),
@@ -745,6 +749,7 @@ fn reads(p: &dyn Projection, e: &RecordedEvent) -> bool {
 }
 
 /// One delivery, sorted, as the projections apply it.
+#[derive(Clone, Copy)]
 struct Delivery<'a> {
     positions: &'a [u64],
     events: &'a [RecordedEvent],
@@ -760,16 +765,11 @@ enum Applied {
 }
 
 async fn lock_checkpoint(tx: &mut DbTx, name: &str) -> Result<u64, ProjectionError> {
-    let sql = if tx.is_postgres() {
-        "SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE"
-    } else {
-        "SELECT position FROM projection_checkpoints WHERE name = $1"
-    };
-    let row = tx
-        .fetch_optional(sql, &args![name])
+    Ok(lock_checkpoints(tx, &[name])
         .await?
-        .ok_or_else(|| ProjectionError::Unknown(name.to_string()))?;
-    Ok(row.get::<i64>(0)? as u64)
+        .first()
+        .copied()
+        .unwrap_or_default())
 }
 
 /// The checkpoints of `names`, in their order, in one statement (locked on PostgreSQL).
