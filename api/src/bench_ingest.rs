@@ -326,6 +326,7 @@ async fn phase_totals(env: &Env) -> anyhow::Result<std::collections::BTreeMap<St
             ("medledger_append_batch_requests_", "appends per commit"),
             ("medledger_append_commit_seconds_", "commit"),
             ("medledger_append_writer_wait_seconds_", "writer wait"),
+            ("medledger_append_sync_seconds_", "commit statement"),
         ] {
             if let Some(rest) = line.strip_prefix(metric) {
                 let value = line
@@ -460,8 +461,12 @@ fn print_phases(
     }
     if let (Some(batch), Some(commit)) = (mean("appends per commit"), mean("commit")) {
         let wait = mean("writer wait")
-            .map(|w| format!(" ({:.2} ms of it waiting for the writing connection)", w * 1000.0))
+            .map(|w| format!(" ({:.2} ms of it waiting for the writing connection", w * 1000.0))
             .unwrap_or_default();
+        let sync = mean("commit statement")
+            .map(|s| format!(", {:.2} ms in COMMIT, which syncs the log)", s * 1000.0))
+            .unwrap_or_else(|| ")".into());
+        let wait = if wait.is_empty() { wait } else { wait + &sync };
         println!(
             "  {:<44} {batch:.1} appends per group commit, {:.2} ms per commit{wait}",
             "  event store",
@@ -659,7 +664,7 @@ async fn measure(args: &BenchIngestArgs, dir: &Path, blobs: Option<&Path>, strea
     // PostgreSQL plans from statistics that autovacuum keeps; right after a bulk load
     // (or where autovacuum is off) they say the table is empty and every filtered list
     // sorts the whole table. Analyze as autovacuum would after this many changes.
-    let db = running.app.store.db();
+    let db = running.app.store.read_models();
     if db.is_postgres() {
         db.execute("ANALYZE", &[]).await?;
     }

@@ -180,7 +180,7 @@ impl Progress {
 
 impl SeriesThumbnails {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let db = self.store.db();
+        let db = self.store.read_models();
         let Some(_leader) = lead(&db, "medledger-series-thumbnails", &mut shutdown).await else {
             return;
         };
@@ -408,7 +408,7 @@ impl SeriesThumbnails {
         {
             return Outcome::Retry;
         }
-        let db = self.store.db();
+        let db = self.store.read_models();
         let found = match find(&db, key.hospital, &key.study, Some(&key.series), None, INSTANCE_LIMIT).await {
             Ok(f) => f,
             Err(e) => {
@@ -451,7 +451,7 @@ impl SeriesThumbnails {
     /// Deletes every render of a study's instances (after an erasure).
     async fn erase_renders(&self, hospital: Uuid, study: &str, position: u64) {
         self.status.wait_for(instances::NAME, position, READ_MODEL_WAIT).await;
-        let found = match find(&self.store.db(), hospital, study, None, None, INSTANCE_LIMIT).await {
+        let found = match find(&self.store.read_models(), hospital, study, None, None, INSTANCE_LIMIT).await {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(error = %e, "series thumbnails cannot list an erased study's instances");

@@ -127,7 +127,7 @@ pub async fn start_dicom(
         ae_title: options.ae_title.clone(),
         calling_aes: calling_ae_registry(app, &options.calling_aes).await?,
         max_pdu_length: 64 * 1024,
-        peers: Some(peer_registry(app.store.db())),
+        peers: Some(peer_registry(app.store.read_models())),
     };
     let listener = tokio::net::TcpListener::bind(options.addr)
         .await

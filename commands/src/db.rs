@@ -1,5 +1,9 @@
 //! One way to reach the database for everything that is not the event log
-//! itself: read models, checkpoints, keys, idempotency records.
+//! itself: read models and their checkpoints
+//! ([`EventStore::read_models`](crate::store::EventStore::read_models)), and the
+//! side tables written durably beside the log — keys, idempotency records
+//! ([`EventStore::db`](crate::store::EventStore::db)). On PostgreSQL both are the
+//! same database; on SQLite they are two files, each with its one writer.
 //!
 //! SQL is written once with `$1, $2, …` placeholders in the subset both
 //! backends share (`INSERT … ON CONFLICT … DO UPDATE`, `LIMIT`, plain types).
@@ -88,7 +92,7 @@ impl SqliteWriter {
         } = &mut *state;
         let conn = conn.as_mut().ok_or(sqlx::Error::PoolClosed)?;
         if *in_tx {
-            sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+            rollback(conn).await?;
             *in_tx = false;
         }
         if *mode != Some(durable) {
@@ -140,11 +144,33 @@ impl WriterGuard {
         }
     }
 
+    /// `BEGIN IMMEDIATE; …`: begin and run `query`'s statements (which follow the
+    /// `BEGIN IMMEDIATE` it starts with) in one round trip; their rows.
+    pub async fn begin_fetching<'q>(
+        &mut self,
+        query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    ) -> Result<Vec<SqliteRow>, sqlx::Error> {
+        // Counted as begun before it is: if it fails before `BEGIN` took, the
+        // rollback finds no transaction, which is fine.
+        self.state.in_tx = true;
+        query.fetch_all(&mut **self).await
+    }
+
     /// Roll back an open transaction (if that fails too, the next user retries).
     pub async fn rollback(&mut self) {
-        if sqlx::query("ROLLBACK").execute(&mut **self).await.is_ok() {
+        if rollback(self).await.is_ok() {
             self.state.in_tx = false;
         }
+    }
+}
+
+/// `ROLLBACK`, where "no transaction is active" is success: SQLite itself rolls a
+/// transaction back on some errors (a full disk, an interrupted statement), and a
+/// transaction counted as begun may never have begun.
+async fn rollback(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    match sqlx::query("ROLLBACK").execute(conn).await {
+        Err(sqlx::Error::Database(e)) if e.message().contains("no transaction is active") => Ok(()),
+        other => other.map(|_| ()),
     }
 }
 
@@ -446,13 +472,15 @@ impl Db {
     ///
     /// On PostgreSQL it commits with `synchronous_commit = off`. On SQLite it
     /// commits without waiting for the disk (`synchronous = NORMAL`
-    /// in WAL mode: atomic and consistent, and made durable by the next event
-    /// commit, which syncs the whole write-ahead log). A read model can always be
+    /// in WAL mode: atomic and consistent, and made durable when the file's
+    /// write-ahead log is next checkpointed, or by the next durable write on the
+    /// same file). A read model can always be
     /// rebuilt from the log, and its checkpoint commits with it, so a power cut
-    /// loses at most some applied batches, which are applied again; the event
-    /// store and [`Db::execute`] set `synchronous = FULL` before each write on the
-    /// shared writer connection. This keeps one fsync per event commit instead of
-    /// one more per projection batch behind the single SQLite writer.
+    /// loses at most some applied batches, which are applied again; events are
+    /// durable before any projection sees them, so a read model is never ahead
+    /// of the log. [`Db::execute`] sets `synchronous = FULL` before each write on
+    /// the same writer connection. This keeps one fsync per event commit and
+    /// none per projection batch.
     ///
     /// It also takes the write lock up front
     /// (`BEGIN IMMEDIATE`): a deferred transaction that reads before it

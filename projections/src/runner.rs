@@ -170,8 +170,8 @@ impl Runner {
         projections: Vec<Arc<dyn Projection>>,
     ) -> Self {
         let names: Vec<_> = projections.iter().map(|p| p.name()).collect();
-        let status = Status::new(store.db(), &names);
-        let together = !store.db().is_postgres();
+        let status = Status::new(store.read_models(), &names);
+        let together = !store.read_models().is_postgres();
         Runner {
             store,
             codec,
@@ -203,7 +203,7 @@ impl Runner {
 
     /// Create missing checkpoints; rebuild projections whose version changed.
     pub async fn prepare(&self) -> Result<(), ProjectionError> {
-        let db = self.store.db();
+        let db = self.store.read_models();
         for p in &self.projections {
             db.execute(
                 "INSERT INTO projection_checkpoints (name, version, position) VALUES ($1, $2, 0) ON CONFLICT (name) DO NOTHING",
@@ -234,7 +234,7 @@ impl Runner {
     }
 
     async fn clear(&self, p: &dyn Projection) -> Result<(), ProjectionError> {
-        let mut tx = self.store.db().begin().await?;
+        let mut tx = self.store.read_models().begin().await?;
         lock_checkpoint(&mut tx, p.name()).await?;
         for t in p.tables() {
             tx.execute(&format!("DELETE FROM {t}"), &[]).await?;
@@ -303,7 +303,7 @@ impl Runner {
     async fn checkpoint(&self, name: &str) -> Result<u64, ProjectionError> {
         let row = self
             .store
-            .db()
+            .read_models()
             .fetch_optional(
                 "SELECT position FROM projection_checkpoints WHERE name = $1",
                 &args![name],
@@ -337,7 +337,7 @@ impl Runner {
         for _ in 0..3 {
             let positions: Vec<u64> = events.iter().map(|e| e.global_position).collect();
             let ready = self.open_for(&[p], std::mem::take(&mut events)).await?;
-            let mut tx = self.store.db().begin().await?;
+            let mut tx = self.store.read_models().begin().await?;
             let started = std::time::Instant::now();
             let delivery = Delivery {
                 positions: &positions,
@@ -492,7 +492,7 @@ impl Runner {
     ) -> Result<Option<Vec<&'p dyn Projection>>, ProjectionError> {
         let mut apart = Vec::new();
         let mut done = Vec::new();
-        let mut tx = self.store.db().begin().await?;
+        let mut tx = self.store.read_models().begin().await?;
         let names: Vec<&str> = due.iter().map(|p| p.name()).collect();
         let bases = lock_checkpoints(&mut tx, &names).await?;
         for (p, stored) in due.iter().copied().zip(bases) {
@@ -597,7 +597,7 @@ impl Runner {
         }
         // Like every checkpoint, it commits without waiting for the disk: if lost, the
         // skipped events are looked at again.
-        let mut tx = self.store.db().begin().await?;
+        let mut tx = self.store.read_models().begin().await?;
         for (name, position) in &moved {
             tx.execute(
                 "UPDATE projection_checkpoints SET position = $2 WHERE name = $1 AND position < $2",

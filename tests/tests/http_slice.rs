@@ -459,7 +459,7 @@ async fn a_forgotten_subject_reads_as_erased(d: &Deployment) {
         .unwrap();
     platform.runner.prepare().await.unwrap();
     platform.runner.rebuild("accounts").await.unwrap();
-    let view = medledger_projections::read_models::accounts::get(&s.app().store.db(), id)
+    let view = medledger_projections::read_models::accounts::get(&s.app().store.read_models(), id)
         .await
         .unwrap()
         .unwrap();

@@ -718,7 +718,7 @@ async fn read_models_written_a_run_at_a_time_equal_a_rebuild(d: &Deployment) {
     for name in [worklist::NAME, instances::NAME, storage::NAME] {
         assert!(status.wait_for(name, head, std::time::Duration::from_secs(20)).await);
     }
-    let db = s.app().store.db();
+    let db = s.app().store.read_models();
     let tables = [
         ("rm_worklist", "study_key"),
         ("rm_instances", "instance_key"),

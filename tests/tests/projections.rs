@@ -77,7 +77,7 @@ async fn a_rebuilt_read_model_equals_the_live_one(b: &Backend) {
     let platform = started(b).await;
     login_traffic(&platform, 12).await;
     wait_all(&platform).await;
-    let db = platform.app.store.db();
+    let db = platform.app.store.read_models();
     let live_accounts = dump(&db, "rm_accounts", "account_id").await;
     let live_audit = dump(&db, "rm_audit_log", "position").await;
     assert_eq!(
@@ -96,6 +96,117 @@ async fn a_rebuilt_read_model_equals_the_live_one(b: &Backend) {
         Err(ProjectionError::Unknown(_))
     ));
     platform.shutdown().await;
+}
+
+/// A database made before read models had a file of their own: the log's file
+/// held them too. Opened now, its log keeps every event, migration 0011 drops the
+/// old read-model tables beside it, and the read models are rebuilt in their own
+/// file from position 0, equal to what a live platform built.
+#[tokio::test]
+async fn a_database_from_before_the_split_rebuilds_its_read_models_apart() {
+    use medledger_commands::store::sqlite::{read_models_path, MIGRATOR};
+    use sqlx::ConnectOptions;
+
+    let master = medledger_commands::crypto::MasterKey::generate();
+    let live_dir = tempfile::tempdir().unwrap();
+    let mut live_config = medledger_api::config::Config::embedded(live_dir.path().to_path_buf());
+    live_config.master_key = Some(master.to_base64());
+    let mut live = Platform::open(&live_config, system_clock()).await.unwrap();
+    identity::bootstrap_operator(&live.app, Some(OPERATOR_PASSWORD.into()))
+        .await
+        .unwrap();
+    live.start().await.unwrap();
+    login_traffic(&live, 9).await;
+    wait_all(&live).await;
+    let models = live.app.store.read_models();
+    let accounts = dump(&models, "rm_accounts", "account_id").await;
+    let audit = dump(&models, "rm_audit_log", "position").await;
+    let head = live.app.store.head_position().await.unwrap();
+    assert_eq!(audit.len() as u64, head);
+    drop(models);
+    live.shutdown().await;
+
+    // The old layout: the log's migrations up to 0010, the live log's rows, and
+    // read models (with their checkpoints) in the same file.
+    let old_dir = tempfile::tempdir().unwrap();
+    let old_log = old_dir.path().join("medledger.db");
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&old_log)
+        .create_if_missing(true)
+        .connect()
+        .await
+        .unwrap();
+    let before_split = sqlx::migrate::Migrator {
+        migrations: MIGRATOR
+            .migrations
+            .iter()
+            .filter(|m| m.version <= 10)
+            .cloned()
+            .collect(),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    before_split.run(&mut conn).await.unwrap();
+    let live_log = live_dir.path().join("medledger.db");
+    let live_models = read_models_path(&live_log);
+    sqlx::query("ATTACH DATABASE $1 AS live")
+        .bind(live_log.display().to_string())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("ATTACH DATABASE $1 AS live_models")
+        .bind(live_models.display().to_string())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    for (schema, table) in [
+        ("live", "events"),
+        ("live", "streams"),
+        ("live", "guards"),
+        ("live", "seals"),
+        ("live", "subject_keys"),
+        ("live_models", "rm_accounts"),
+        ("live_models", "rm_audit_log"),
+        ("live_models", "projection_checkpoints"),
+    ] {
+        sqlx::query(&format!("INSERT INTO main.{table} SELECT * FROM {schema}.{table}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    drop(conn);
+    assert!(!read_models_path(&old_log).exists());
+
+    let config = medledger_api::config::Config {
+        data_dir: old_dir.path().to_path_buf(),
+        ..live_config
+    };
+    let mut upgraded = Platform::open(&config, system_clock()).await.unwrap();
+    let left: i64 = upgraded
+        .app
+        .store
+        .db()
+        .fetch_optional(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'rm_%' OR name = 'projection_checkpoints'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .get(0)
+        .unwrap();
+    assert_eq!(left, 0, "the log's file keeps no read model");
+    assert_eq!(
+        upgraded.app.store.head_position().await.unwrap(),
+        head,
+        "every event kept"
+    );
+    upgraded.start().await.unwrap();
+    wait_all(&upgraded).await;
+    let models = upgraded.app.store.read_models();
+    assert_eq!(dump(&models, "rm_accounts", "account_id").await, accounts);
+    assert_eq!(dump(&models, "rm_audit_log", "position").await, audit);
+    drop(models);
+    upgraded.shutdown().await;
 }
 
 /// Counts events per type; its version is chosen by the test.
@@ -139,7 +250,7 @@ async fn a_version_bump_rebuilds_the_read_model(b: &Backend) {
     let platform = started(b).await;
     login_traffic(&platform, 6).await;
     let store = platform.app.store.clone();
-    let db = store.db();
+    let db = store.read_models();
     db.execute(
         "CREATE TABLE IF NOT EXISTS test_counter (event_type TEXT PRIMARY KEY, n BIGINT NOT NULL)",
         &[],
@@ -216,7 +327,7 @@ struct Following {
 impl Following {
     async fn start(platform: &Platform, projections: Vec<Arc<dyn Projection>>, together: bool, lossy: bool) -> Self {
         let store = platform.app.store.clone();
-        let db = store.db();
+        let db = store.read_models();
         for table in [
             "test_counter (event_type TEXT PRIMARY KEY, n BIGINT NOT NULL)",
             "test_flaky (position BIGINT PRIMARY KEY)",
@@ -291,7 +402,7 @@ async fn login_events(platform: &Platform) -> i64 {
 
 async fn a_lossy_bus_is_repaired_from_the_store(b: &Backend) {
     let platform = opened(b).await;
-    let db = platform.app.store.db();
+    let db = platform.app.store.read_models();
     let following = Following::start(&platform, vec![Arc::new(Counter(1))], false, true).await;
     let head = bursts_of_logins(&platform).await;
     assert!(following.reached("test_counter", head).await);
@@ -371,7 +482,7 @@ impl Projection for Flaky {
 /// happens inside the shared transaction.
 async fn projections_following_together_fail_alone(b: &Backend) {
     let platform = opened(b).await;
-    let db = platform.app.store.db();
+    let db = platform.app.store.read_models();
     let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let following = Following::start(
         &platform,
@@ -437,7 +548,7 @@ async fn two_nodes_share_the_store_the_bus_and_the_projections() {
         }
     }
     let view = read_models::accounts::get(
-        &a.app().store.db(),
+        &a.app().store.read_models(),
         me.body["account_id"].as_str().unwrap().parse().unwrap(),
     )
     .await
@@ -450,7 +561,7 @@ async fn two_nodes_share_the_store_the_bus_and_the_projections() {
     let rows = a
         .app()
         .store
-        .db()
+        .read_models()
         .fetch_one_i64("SELECT COUNT(*) FROM rm_audit_log")
         .await;
     assert_eq!(rows as u64, head, "no event applied twice");

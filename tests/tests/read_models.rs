@@ -180,7 +180,7 @@ fn logins(page: &accounts::UserPage) -> Vec<&str> {
 }
 
 async fn search(p: &Platform, filter: UserFilter) -> accounts::UserPage {
-    accounts::search(&p.app.store.db(), &UserFilter { limit: 50, ..filter })
+    accounts::search(&p.app.store.read_models(), &UserFilter { limit: 50, ..filter })
         .await
         .unwrap()
 }
@@ -260,7 +260,7 @@ async fn directory_search_matches_login_name_or_phone_case_insensitively_and_lit
 
 async fn directory_search_pages_by_login_with_a_cursor(b: &Backend) {
     let p = with_people(b).await;
-    let db = p.app.store.db();
+    let db = p.app.store.read_models();
     let mut seen = Vec::new();
     let mut after = None;
     loop {
@@ -305,7 +305,7 @@ async fn directory_search_pages_by_login_with_a_cursor(b: &Backend) {
 
 async fn an_account_view_follows_freezes_disabling_roles_phone_and_passwords(b: &Backend) {
     let p = with_people(b).await;
-    let db = p.app.store.db();
+    let db = p.app.store.read_models();
     let id = Uuid::from_u128(3); // rj.admin, registered without a phone
     let stream = format!("account-{id}");
     let before = accounts::get(&db, id).await.unwrap().unwrap();
@@ -412,7 +412,7 @@ async fn an_account_view_follows_freezes_disabling_roles_phone_and_passwords(b: 
 
 async fn a_forgotten_account_loses_its_name_and_phone_from_view_and_search_even_after_a_rebuild(b: &Backend) {
     let p = with_people(b).await;
-    let db = p.app.store.db();
+    let db = p.app.store.read_models();
     let wang = Uuid::from_u128(4);
     let by = |q: &str| UserFilter {
         query: Some(q.into()),
@@ -459,7 +459,7 @@ async fn a_forgotten_account_loses_its_name_and_phone_from_view_and_search_even_
 
 async fn organization_lists_are_scoped_sorted_by_name_and_follow_updates(b: &Backend) {
     let p = opened(b).await;
-    let db = p.app.store.db();
+    let db = p.app.store.read_models();
     let name = |s: &str| Name::parse(s).unwrap();
     for (id, n) in [(ALLIANCE, "华东医联体"), (OTHER_ALLIANCE, "Beijing Alliance")] {
         append(
@@ -676,7 +676,7 @@ async fn organization_lists_are_scoped_sorted_by_name_and_follow_updates(b: &Bac
 
 async fn sessions_are_listed_newest_first_and_ended_ones_only_on_request(b: &Backend) {
     let p = opened(b).await;
-    let db = p.app.store.db();
+    let db = p.app.store.read_models();
     let account = Uuid::from_u128(4);
     let started = |id: u128, at: DateTime<Utc>, recorded_start: bool| SessionEvent::SessionStarted {
         session_id: Uuid::from_u128(id),

@@ -45,7 +45,7 @@ async fn technician(s: &TestServer, o: &Org) -> String {
 /// The series thumbnail's object key and whether it is kept.
 async fn thumbnail(s: &TestServer, hospital: Uuid, first: &CtSpec) -> (String, bool) {
     kept_series_thumbnail(
-        &s.app().store.db(),
+        &s.app().store.read_models(),
         &s.running.blobs,
         hospital,
         &first.study_instance_uid(),

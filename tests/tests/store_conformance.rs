@@ -34,6 +34,7 @@ medledger_tests::on_both_backends!(
     bad_requests_are_refused_without_writing,
     bulk_inserts_keep_every_row_of_any_batch_size,
     an_abandoned_transaction_writes_nothing_and_blocks_nobody,
+    an_open_read_model_transaction_holds_back_no_append,
 );
 
 async fn a_stale_expected_version_is_a_conflict_and_writes_nothing(b: &Backend) {
@@ -517,6 +518,55 @@ async fn an_abandoned_transaction_writes_nothing_and_blocks_nobody(b: &Backend) 
         .collect();
     assert_eq!(rows, vec![7, 8], "only the committed rows");
     db.execute(&format!("DROP TABLE {table}"), &[]).await.unwrap();
+}
+
+/// Read models are applied beside the log, not in its way (on SQLite they have a
+/// file and a writer of their own): while a read-model transaction is open and
+/// has written, appends commit and read back, and the transaction's rows show
+/// only once it commits.
+async fn an_open_read_model_transaction_holds_back_no_append(b: &Backend) {
+    let store = b.store().await;
+    let models = store.read_models();
+    let table = format!("beside_{}", uuid::Uuid::new_v4().simple());
+    models
+        .execute(&format!("CREATE TABLE {table} (k BIGINT PRIMARY KEY)"), &[])
+        .await
+        .unwrap();
+    let mut tx = models.begin().await.unwrap();
+    tx.execute(&format!("INSERT INTO {table} (k) VALUES (1)"), &[])
+        .await
+        .unwrap();
+    for n in 0..3u64 {
+        let appended = tokio::time::timeout(
+            Duration::from_secs(5),
+            store.append(AppendRequest::stream(
+                "beside-models",
+                ExpectedVersion::from_loaded(n),
+                events(n..n + 1),
+            )),
+        )
+        .await
+        .expect("an append went ahead while a read-model transaction was open")
+        .unwrap();
+        assert_eq!(appended.last_position, store.head_position().await.unwrap());
+    }
+    assert_eq!(store.read_stream("beside-models", 0).await.unwrap().len(), 3);
+    let count = format!("SELECT COUNT(*) FROM {table}");
+    let rows = |db: medledger_commands::db::Db| {
+        let count = count.clone();
+        async move {
+            db.fetch_optional(&count, &[])
+                .await
+                .unwrap()
+                .unwrap()
+                .get::<i64>(0)
+                .unwrap()
+        }
+    };
+    assert_eq!(rows(models.clone()).await, 0, "not committed yet");
+    tx.commit().await.unwrap();
+    assert_eq!(rows(models.clone()).await, 1);
+    models.execute(&format!("DROP TABLE {table}"), &[]).await.unwrap();
 }
 
 /// The group-commit writer keeps a PostgreSQL connection of its own. When that

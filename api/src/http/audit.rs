@@ -89,7 +89,7 @@ pub async fn list_events(
         limit: params.limit.unwrap_or(50),
         ..Default::default()
     };
-    let page = audit_log::query(&state.app.store.db(), &state.app.codec, &query).await?;
+    let page = audit_log::query(&state.app.store.read_models(), &state.app.codec, &query).await?;
     let filters = serde_json::to_value(&query).unwrap_or_default();
     let position = record_audit_view(
         &state.app,

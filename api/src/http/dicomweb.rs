@@ -111,7 +111,7 @@ async fn prior_holder(
     min.wait(state, reports::NAME).await?;
     min.wait(state, worklist::NAME).await?;
     let own = context.report.study.hospital_id;
-    for hospital in reports::prior_holders(&state.app.store.db(), alliance, own, uid).await? {
+    for hospital in reports::prior_holders(&state.app.store.read_models(), alliance, own, uid).await? {
         let study = StudyRef {
             hospital_id: hospital,
             study_instance_uid: uid.to_string(),
@@ -500,7 +500,7 @@ pub async fn retrieve(
     }
     let hospital = source.hospital()?;
     let found = instances::find(
-        &state.app.store.db(),
+        &state.app.store.read_models(),
         hospital,
         &path.study,
         path.series.as_deref(),
@@ -674,7 +674,7 @@ async fn prior_studies(
             by_hospital.entry(prior.study.hospital_id).or_default().push(uid);
         }
     }
-    let db = state.app.store.db();
+    let db = state.app.store.read_models();
     let mut found = Vec::new();
     for (hospital_id, uids) in by_hospital {
         let in_hospital = worklist::StudyQuery {
@@ -721,7 +721,7 @@ pub async fn search_studies(
     min.wait(&state, worklist::NAME).await?;
     min.wait(&state, instances::NAME).await?;
     let (mut q, include) = study_query(raw.as_deref())?;
-    let db = state.app.store.db();
+    let db = state.app.store.read_models();
     let found = match &source.prior {
         None => {
             q.hospital_id = source.hospital()?;
@@ -864,7 +864,7 @@ async fn qido_level(
         }
     }
     let root = &source.root;
-    let db = state.app.store.db();
+    let db = state.app.store.read_models();
     let mut items: Vec<Value> = match instance_level {
         false => instances::series_of(&db, hospital, &path.study)
             .await?
@@ -1000,7 +1000,7 @@ pub async fn metadata(
     min.wait(&state, instances::NAME).await?;
     let hospital = source.hospital()?;
     let found = instances::metadata(
-        &state.app.store.db(),
+        &state.app.store.read_models(),
         hospital,
         &path.study,
         path.series.as_deref(),
@@ -1071,7 +1071,7 @@ pub async fn bulkdata(
     min.wait(&state, instances::NAME).await?;
     let hospital = source.hospital()?;
     let found = instances::find(
-        &state.app.store.db(),
+        &state.app.store.read_models(),
         hospital,
         &path.study,
         Some(&path.series),

@@ -128,7 +128,7 @@ pub async fn get_columns(
 ) -> Result<Json<Columns>, ApiError> {
     authorize(&p, Action::ViewStudies, &p.tenant)?;
     min.wait(&state, imaging_settings::NAME).await?;
-    let columns = imaging_settings::worklist_columns(&state.app.store.db(), p.account_id).await?;
+    let columns = imaging_settings::worklist_columns(&state.app.store.read_models(), p.account_id).await?;
     Ok(Json(Columns { columns }))
 }
 
@@ -161,7 +161,7 @@ pub async fn notifications(
     min: MinPosition,
 ) -> Result<Json<Notifications>, ApiError> {
     min.wait(&state, sharing::NAME).await?;
-    let items = sharing::notifications(&state.app.store.db(), p.account_id, 100).await?;
+    let items = sharing::notifications(&state.app.store.read_models(), p.account_id, 100).await?;
     Ok(Json(Notifications { items }))
 }
 
@@ -211,7 +211,7 @@ pub async fn usage(
 ) -> Result<Json<Usage>, ApiError> {
     let (alliance, hospital) = storage_scope(&state, &p, params.hospital_id).await?;
     min.wait(&state, storage::NAME).await?;
-    let hospitals = storage::usage(&state.app.store.db(), alliance, hospital).await?;
+    let hospitals = storage::usage(&state.app.store.read_models(), alliance, hospital).await?;
     Ok(Json(Usage {
         total_bytes: hospitals.iter().map(|h| h.bytes).sum(),
         total_instances: hospitals.iter().map(|h| h.instances).sum(),
@@ -247,7 +247,7 @@ pub async fn uploads(
     let (alliance, hospital) = storage_scope(&state, &p, params.hospital_id).await?;
     min.wait(&state, storage::NAME).await?;
     let items = storage::uploads(
-        &state.app.store.db(),
+        &state.app.store.read_models(),
         alliance,
         hospital,
         params.after.unwrap_or(0),
@@ -261,7 +261,7 @@ pub async fn uploads(
 }
 
 async fn hospital_target(state: &AppState, id: Uuid) -> Result<Tenant, ApiError> {
-    let view = medledger_projections::read_models::organization::get_hospital(&state.app.store.db(), id)
+    let view = medledger_projections::read_models::organization::get_hospital(&state.app.store.read_models(), id)
         .await?
         .ok_or_else(ApiError::not_found)?;
     Ok(Tenant {
@@ -331,7 +331,7 @@ pub async fn list_peers(
     let target = hospital_target(&state, id).await?;
     authorize(&p, Action::ConfigureImaging, &target)?;
     min.wait(&state, imaging_settings::NAME).await?;
-    let items = imaging_settings::dicom_peers(&state.app.store.db(), Some(id)).await?;
+    let items = imaging_settings::dicom_peers(&state.app.store.read_models(), Some(id)).await?;
     Ok(Json(Peers { items }))
 }
 
@@ -435,7 +435,7 @@ pub async fn forget_patient(
             "the worklist is behind; the key is destroyed, repeat to erase the objects",
         ));
     }
-    let studies = worklist::studies_of_subject(&state.app.store.db(), subject).await?;
+    let studies = worklist::studies_of_subject(&state.app.store.read_models(), subject).await?;
     position = position.max(cmd::erase_patient_objects(&state.app, &state.blobs, subject, &studies, &metadata).await?);
     Ok(CommandResponse {
         status: StatusCode::OK,

@@ -47,7 +47,7 @@ pub async fn me(
     min: MinPosition,
 ) -> Result<Json<MeResponse>, ApiError> {
     min.wait(&state, accounts::NAME).await?;
-    let view = accounts::get(&state.app.store.db(), p.account_id).await?;
+    let view = accounts::get(&state.app.store.read_models(), p.account_id).await?;
     Ok(Json(MeResponse {
         account_id: p.account_id,
         session_id: p.session_id,
@@ -133,7 +133,7 @@ pub async fn sessions(
 ) -> Result<Json<SessionsResponse>, ApiError> {
     min.wait(&state, sessions::NAME).await?;
     let now = state.app.clock.now();
-    let items = sessions::list_for_account(&state.app.store.db(), p.account_id, false)
+    let items = sessions::list_for_account(&state.app.store.read_models(), p.account_id, false)
         .await?
         .into_iter()
         .filter(|s| s.expires_at > now)

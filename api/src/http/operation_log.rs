@@ -88,7 +88,7 @@ pub async fn list(
         limit: params.limit.unwrap_or(50),
         ..Default::default()
     };
-    let page = audit_log::query(&state.app.store.db(), &state.app.codec, &query).await?;
+    let page = audit_log::query(&state.app.store.read_models(), &state.app.codec, &query).await?;
     let mut filters = serde_json::to_value(&query).unwrap_or_default();
     filters["view"] = "operation_log".into();
     let position = record_audit_view(

@@ -113,7 +113,7 @@ pub async fn list_alliances(
         medledger_domain::identity::AccountRole::PlatformOperator => None,
         _ => Some(p.tenant.alliance_id.ok_or_else(ApiError::not_found)?),
     };
-    Ok(Json(rm::list_alliances(&state.app.store.db(), only).await?))
+    Ok(Json(rm::list_alliances(&state.app.store.read_models(), only).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -176,7 +176,9 @@ pub async fn list_hospitals(
         AllianceAdministrator => (Some(p.tenant.alliance_id.ok_or_else(ApiError::not_found)?), None),
         _ => (None, Some(p.tenant.hospital_id.ok_or_else(ApiError::not_found)?)),
     };
-    Ok(Json(rm::list_hospitals(&state.app.store.db(), alliance, only).await?))
+    Ok(Json(
+        rm::list_hospitals(&state.app.store.read_models(), alliance, only).await?,
+    ))
 }
 
 fn hospital_tenant(h: &rm::HospitalView) -> Tenant {
@@ -192,7 +194,7 @@ async fn visible_hospital(
     p: &medledger_commands::identity::Principal,
     id: Uuid,
 ) -> Result<rm::HospitalView, ApiError> {
-    let h = rm::get_hospital(&state.app.store.db(), id)
+    let h = rm::get_hospital(&state.app.store.read_models(), id)
         .await?
         .ok_or_else(ApiError::not_found)?;
     authorize(p, Action::ViewDirectory, &hospital_tenant(&h))?;
@@ -418,7 +420,7 @@ pub async fn list_departments(
 ) -> Result<Json<Vec<rm::DepartmentView>>, ApiError> {
     min.wait(&state, rm::NAME).await?;
     visible_hospital(&state, &p, id).await?;
-    Ok(Json(rm::list_departments(&state.app.store.db(), id).await?))
+    Ok(Json(rm::list_departments(&state.app.store.read_models(), id).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -464,7 +466,7 @@ pub async fn list_roles(
 ) -> Result<Json<Vec<rm::RoleView>>, ApiError> {
     min.wait(&state, rm::NAME).await?;
     visible_hospital(&state, &p, id).await?;
-    Ok(Json(rm::list_roles(&state.app.store.db(), id).await?))
+    Ok(Json(rm::list_roles(&state.app.store.read_models(), id).await?))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -187,7 +187,7 @@ async fn instances(
         .await?;
     let hospital = source.hospital()?;
     let found = find(
-        &state.app.store.db(),
+        &state.app.store.read_models(),
         hospital,
         &path.study,
         path.series.as_deref(),

@@ -30,7 +30,7 @@ async fn person(state: &AppState, id: Option<Uuid>) -> Result<String, ApiError> 
     let Some(id) = id else {
         return Ok(String::new());
     };
-    Ok(accounts::get(&state.app.store.db(), id)
+    Ok(accounts::get(&state.app.store.read_models(), id)
         .await?
         .and_then(|a| a.display_name)
         .unwrap_or_default())
@@ -41,7 +41,7 @@ pub async fn render(state: &AppState, p: &Principal, id: Uuid, printed_at: DateT
     let report = rep::get_report(&state.app, p, id, None).await?;
     // The template decides what is printed and where (commands::reporting::print_document).
     let layout = rep::printable(&state.app, p, id).await?;
-    let db = state.app.store.db();
+    let db = state.app.store.read_models();
     let hospital = organization::get_hospital(&db, report.study.hospital_id).await?;
     // Times print in the hospital's own time zone.
     let tz: chrono_tz::Tz = hospital
@@ -269,7 +269,7 @@ pub async fn verify(
         .await
         .map_err(ApiError::from)?;
     let report = state_of.report.ok_or_else(ApiError::not_found)?;
-    let hospital = organization::get_hospital(&state.app.store.db(), report.study.hospital_id)
+    let hospital = organization::get_hospital(&state.app.store.read_models(), report.study.hospital_id)
         .await?
         .map(|h| h.name)
         .unwrap_or_default();

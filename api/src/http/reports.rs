@@ -119,7 +119,7 @@ async fn name_holder(state: &AppState, e: medledger_commands::Error) -> ApiError
         .and_then(|h| h.as_str())
         .and_then(|h| h.parse::<Uuid>().ok());
     if let Some(h) = holder {
-        if let Ok(Some(view)) = accounts::get(&state.app.store.db(), h).await {
+        if let Ok(Some(view)) = accounts::get(&state.app.store.read_models(), h).await {
             if let Some(obj) = api.extra.as_mut().and_then(|x| x.as_object_mut()) {
                 obj.insert("holder_name".into(), serde_json::json!(view.display_name));
                 obj.insert("holder_login".into(), serde_json::json!(view.login));
@@ -227,7 +227,7 @@ pub async fn list(
         limit,
     };
     min.wait(&state, rm::NAME).await?;
-    Ok(Json(rm::list(&state.app.store.db(), &filter).await?))
+    Ok(Json(rm::list(&state.app.store.read_models(), &filter).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -582,7 +582,7 @@ pub(super) async fn shared_priors(state: &AppState, context: &rep::PriorContext)
     };
     let root = super::dicomweb::prior_root(&state.public_url, context.report.id);
     let mut shared = Vec::new();
-    for mut study in rm::alliance_priors(&state.app.store.db(), &who).await? {
+    for mut study in rm::alliance_priors(&state.app.store.read_models(), &who).await? {
         let at = StudyRef {
             hospital_id: study.hospital_id,
             study_instance_uid: study.study_instance_uid.clone(),
@@ -627,15 +627,19 @@ pub async fn priors(
     min.wait(&state, rm::NAME).await?;
     min.wait(&state, worklist::NAME).await?;
     let own_root = format!("{}/dicomweb", state.public_url.trim_end_matches('/'));
-    let mut all: Vec<Prior> = rm::priors(&state.app.store.db(), context.report.study.hospital_id, subject)
-        .await?
-        .into_iter()
-        .map(|study| Prior {
-            retrieve_url: format!("{own_root}/studies/{}", study.study_instance_uid),
-            study,
-            shared_report: None,
-        })
-        .collect();
+    let mut all: Vec<Prior> = rm::priors(
+        &state.app.store.read_models(),
+        context.report.study.hospital_id,
+        subject,
+    )
+    .await?
+    .into_iter()
+    .map(|study| Prior {
+        retrieve_url: format!("{own_root}/studies/{}", study.study_instance_uid),
+        study,
+        shared_report: None,
+    })
+    .collect();
     let shared = shared_priors(&state, &context).await?;
     // Another hospital's report text handed out is a look at its study, on its trail.
     let metadata = meta.metadata(Some(&p), p.client);
@@ -741,7 +745,7 @@ pub async fn list_templates(
         limit: check_limit(q.limit)?,
     };
     min.wait(&state, rm::NAME).await?;
-    let slice = rm::templates(&state.app.store.db(), &filter).await?;
+    let slice = rm::templates(&state.app.store.read_models(), &filter).await?;
     Ok(Json(page(slice, |t| (t.spec.name.clone(), t.template_id))))
 }
 
@@ -865,7 +869,7 @@ pub async fn search_knowledge(
         limit: check_limit(q.limit)?,
     };
     min.wait(&state, rm::NAME).await?;
-    let slice = rm::search_knowledge(&state.app.store.db(), &filter).await?;
+    let slice = rm::search_knowledge(&state.app.store.read_models(), &filter).await?;
     Ok(Json(page(slice, |e| (e.usage_count, e.title.clone(), e.entry_id))))
 }
 

@@ -111,7 +111,7 @@ pub async fn list(
     min.wait(&state, worklist::NAME).await?;
     min.wait(&state, medledger_projections::read_models::imaging_settings::NAME)
         .await?;
-    let db = state.app.store.db();
+    let db = state.app.store.read_models();
     let page = worklist::list(&db, &filter).await?;
     let columns = medledger_projections::read_models::imaging_settings::worklist_columns(&db, p.account_id).await?;
     Ok(Json(StudyList { page, columns }))

@@ -132,7 +132,7 @@ pub async fn search(
     };
     authorize(&p, Action::ViewDirectory, &scope)?;
     min.wait(&state, accounts::NAME).await?;
-    Ok(Json(accounts::search(&state.app.store.db(), &filter).await?))
+    Ok(Json(accounts::search(&state.app.store.read_models(), &filter).await?))
 }
 
 /// One person of the directory.
@@ -145,7 +145,7 @@ pub async fn get_user(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<accounts::AccountView>, ApiError> {
     min.wait(&state, accounts::NAME).await?;
-    let view = accounts::get(&state.app.store.db(), id)
+    let view = accounts::get(&state.app.store.read_models(), id)
         .await?
         .ok_or_else(ApiError::not_found)?;
     let tenant = Tenant {

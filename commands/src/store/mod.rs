@@ -255,8 +255,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// Wakes when this process appended something (other processes are polled).
     fn appended(&self) -> std::sync::Arc<tokio::sync::Notify>;
 
-    /// The database the store lives in, for side tables and read models.
+    /// The database the log lives in, for the side tables written durably beside
+    /// it: subject keys, idempotency records, the notification outbox.
     fn db(&self) -> crate::db::Db;
+
+    /// The database read models and their checkpoints live in. On PostgreSQL it is
+    /// the log's; on SQLite a file of its own with its own writer, whose readers
+    /// see the log's tables as well.
+    fn read_models(&self) -> crate::db::Db;
 }
 
 /// A stream id is `<category>-<id>`; categories are lower-case words.

@@ -153,7 +153,9 @@ async fn commit_on(
         .fetch_one(&mut *tx)
         .await?;
     let outcomes = write_batch(&mut tx, requests, head as u64).await?;
+    let syncing = std::time::Instant::now();
     tx.commit().await?;
+    metrics::histogram!("medledger_append_sync_seconds").record(syncing.elapsed().as_secs_f64());
     Ok(outcomes)
 }
 
@@ -410,5 +412,9 @@ impl EventStore for PgEventStore {
 
     fn db(&self) -> Db {
         Db::Postgres(self.pool.clone())
+    }
+
+    fn read_models(&self) -> Db {
+        self.db()
     }
 }
