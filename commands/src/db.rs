@@ -735,6 +735,41 @@ mod tests {
         drop(store);
     }
 
+    /// A transaction that ended behind the writer's back (SQLite rolls back by
+    /// itself on a full disk or an I/O error) does not wedge the writer: the
+    /// `ROLLBACK` that finds no transaction counts as done, and the next user
+    /// goes ahead. Before, that `ROLLBACK` failed, and with it every later use.
+    #[tokio::test]
+    async fn a_transaction_ended_behind_the_writers_back_does_not_wedge_it() {
+        use crate::store::sqlite::SqliteEventStore;
+        use crate::store::EventStore;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteEventStore::open(&dir.path().join("medledger.db")).await.unwrap();
+        let db = store.read_models();
+        db.execute("CREATE TABLE t (n INTEGER)", &[]).await.unwrap();
+        let mut tx = db.begin().await.unwrap();
+        tx.execute("INSERT INTO t (n) VALUES (1)", &[]).await.unwrap();
+        tx.execute("ROLLBACK", &[]).await.unwrap();
+        assert!(tx.commit().await.is_err(), "nothing left to commit");
+        db.execute("INSERT INTO t (n) VALUES (2)", &[]).await.unwrap();
+        let mut tx = db.begin().await.unwrap();
+        tx.execute("INSERT INTO t (n) VALUES (3)", &[]).await.unwrap();
+        tx.execute("ROLLBACK", &[]).await.unwrap();
+        drop(tx);
+        let mut tx = db.begin().await.unwrap();
+        tx.execute("INSERT INTO t (n) VALUES (4)", &[]).await.unwrap();
+        tx.commit().await.unwrap();
+        let rows: Vec<i64> = db
+            .fetch_all("SELECT n FROM t ORDER BY n", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0).unwrap())
+            .collect();
+        assert_eq!(rows, vec![2, 4]);
+    }
+
     /// Read-model transactions relax `synchronous` on the shared SQLite writer;
     /// every durable write sets it back first.
     #[tokio::test]
