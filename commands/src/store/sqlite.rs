@@ -293,8 +293,13 @@ async fn begin_and_read(conn: &mut WriterGuard, requests: &[AppendRequest]) -> R
                     },
                 );
             }
-            _ => {
+            "guard" => {
                 snap.guards.insert((row.get(1), row.get(2)), row.get(3));
+            }
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "unexpected row '{other}' reading a batch's snapshot"
+                )))
             }
         }
     }
