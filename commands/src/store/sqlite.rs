@@ -156,6 +156,11 @@ const OPTIMIZE_EVERY_ROUNDS: u64 = 120;
 /// up and writers go on), then empties it. Runs until the store (every clone)
 /// is dropped.
 async fn checkpointer(opts: SqliteConnectOptions, alive: std::sync::Weak<()>, wal_limit: u64) {
+    let file = opts
+        .get_filename()
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let pool = match SqlitePoolOptions::new().max_connections(1).connect_with(opts).await {
         Ok(p) => p,
         Err(e) => {
@@ -187,12 +192,28 @@ async fn checkpointer(opts: SqliteConnectOptions, alive: std::sync::Weak<()>, wa
             .fetch_one(&pool)
             .await;
         let outcome = match passive {
-            Ok((_, frames, _)) if (frames.max(0) as u64).saturating_mul(page_size) > wal_limit => {
+            Ok((_, frames, copied)) if (frames.max(0) as u64).saturating_mul(page_size) > wal_limit => {
                 tracing::debug!(frames, "the write-ahead log passed its limit; truncating it");
-                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                let started = std::time::Instant::now();
+                let truncated = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
                     .execute(&pool)
                     .await
-                    .map(|_| ())
+                    .map(|_| ());
+                // Writers wait while it runs: say how long, and how much of the log the
+                // passive round had left to copy.
+                let took = started.elapsed();
+                metrics::histogram!("medledger_sqlite_truncate_seconds", "file" => file.clone())
+                    .record(took.as_secs_f64());
+                if took > Duration::from_millis(250) {
+                    tracing::info!(
+                        file,
+                        frames,
+                        copied,
+                        took_ms = took.as_millis() as u64,
+                        "a truncating checkpoint held writers back"
+                    );
+                }
+                truncated
             }
             other => other.map(|_| ()),
         };
