@@ -635,11 +635,15 @@ async fn measure(args: &BenchIngestArgs, dir: &Path, blobs: Option<&Path>, strea
     let tenant = meta.tenant;
     let app = running.app.clone();
     let blobs = running.blobs.clone();
+    // How long each arrival took: a stall of the store's writer (a truncating
+    // checkpoint, say) shows as the slowest ones.
+    let took = std::sync::Mutex::new(Vec::with_capacity(to_add as usize));
     futures::StreamExt::for_each_concurrent(futures::stream::iter(0..to_add), 32, |i| {
-        let (app, blobs, meta) = (app.clone(), blobs.clone(), meta.clone());
+        let (app, blobs, meta, took) = (app.clone(), blobs.clone(), meta.clone(), &took);
         async move {
             let bytes = ct(1_000_000 + i, 0, 11, 8);
-            if let Err(e) = medledger_dicom_ingest::ingest::ingest(
+            let arrived = Instant::now();
+            let ingested = medledger_dicom_ingest::ingest::ingest(
                 &app,
                 &blobs,
                 &tenant,
@@ -647,8 +651,11 @@ async fn measure(args: &BenchIngestArgs, dir: &Path, blobs: Option<&Path>, strea
                 medledger_domain::imaging::study::Arrival::FolderImport,
                 &meta,
             )
-            .await
-            {
+            .await;
+            took.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(arrived.elapsed().as_secs_f64());
+            if let Err(e) = ingested {
                 tracing::warn!(error = %e, "ingest failed");
             }
         }
@@ -659,6 +666,18 @@ async fn measure(args: &BenchIngestArgs, dir: &Path, blobs: Option<&Path>, strea
         "\nqueries over {target} studies ({to_add} small studies added in {secs:.0} s, {:.0}/s)",
         to_add as f64 / secs
     );
+    let mut took = took.into_inner().unwrap_or_else(|p| p.into_inner());
+    took.sort_by(f64::total_cmp);
+    if let Some(slowest) = took.last() {
+        let p99 = took[(took.len() * 99 / 100).min(took.len() - 1)];
+        let over = took.iter().filter(|t| **t > 1.0).count();
+        println!(
+            "  {:<44} p99 {:8.2} ms  slowest {:8.2} ms  ({over} over 1 s, 32 at a time)",
+            "an arrival while loading",
+            p99 * 1000.0,
+            slowest * 1000.0
+        );
+    }
     let head = running.app.store.head_position().await?;
     let _ = latency(&env, &[format!("/api/v1/studies?min_position={head}")], 1).await?;
     // PostgreSQL plans from statistics that autovacuum keeps; right after a bulk load

@@ -199,8 +199,9 @@ async fn checkpointer(opts: SqliteConnectOptions, alive: std::sync::Weak<()>, wa
                     .execute(&pool)
                     .await
                     .map(|_| ());
-                // Writers wait while it runs: say how long, and how much of the log the
-                // passive round had left to copy.
+                // It first waits its turn at the write lock (writers go on meanwhile),
+                // then holds writers back while readers still on the log finish: say
+                // how long it took, and how much the passive round had left to copy.
                 let took = started.elapsed();
                 metrics::histogram!("medledger_sqlite_truncate_seconds", "file" => file.clone())
                     .record(took.as_secs_f64());
@@ -210,7 +211,7 @@ async fn checkpointer(opts: SqliteConnectOptions, alive: std::sync::Weak<()>, wa
                         frames,
                         copied,
                         took_ms = took.as_millis() as u64,
-                        "a truncating checkpoint held writers back"
+                        "a truncating checkpoint was slow"
                     );
                 }
                 truncated
