@@ -302,7 +302,7 @@ async fn a_doctor_views_and_diffs_another_hospitals_shared_prior(d: &Deployment)
     .assert_problem(404, "not_found");
 
     // With reports: the diff names both reports and what changed between them.
-    settings(s, &o.h2_admin, json!({"prior_sharing": "studies_and_reports"})).await;
+    let at = settings(s, &o.h2_admin, json!({"prior_sharing": "studies_and_reports"})).await;
     let diff = s
         .get(
             &format!("/api/v1/reports/{}/diff?against={}", c.report, c.h2_report),
@@ -338,7 +338,13 @@ async fn a_doctor_views_and_diffs_another_hospitals_shared_prior(d: &Deployment)
         .iter()
         .any(|c| c["op"] == "equal"));
     // Reading H2's report text is on the study's trail too: diffed, and in the priors list.
-    let listed = s.get(&format!("/api/v1/reports/{}/priors", c.report), doctor).await;
+    // The list reads the alliance's sharing from a read model: as of the change.
+    let listed = s
+        .get(
+            &format!("/api/v1/reports/{}/priors?min_position={at}", c.report),
+            doctor,
+        )
+        .await;
     assert_eq!(listed.status, 200, "{}", listed.body);
     assert!(
         listed
