@@ -460,13 +460,18 @@ fn print_phases(
         println!("  {:<44} {}", "  SQLite writer (total)", users.join("; "));
     }
     if let (Some(batch), Some(commit)) = (mean("appends per commit"), mean("commit")) {
-        let wait = mean("writer wait")
-            .map(|w| format!(" ({:.2} ms of it waiting for the writing connection", w * 1000.0))
-            .unwrap_or_default();
-        let sync = mean("commit statement")
-            .map(|s| format!(", {:.2} ms in COMMIT, which syncs the log)", s * 1000.0))
-            .unwrap_or_else(|| ")".into());
-        let wait = if wait.is_empty() { wait } else { wait + &sync };
+        let parts: Vec<String> = [
+            mean("writer wait").map(|w| format!("{:.2} ms of it waiting for the writing connection", w * 1000.0)),
+            mean("commit statement").map(|s| format!("{:.2} ms in COMMIT, which syncs the log", s * 1000.0)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let wait = if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", parts.join(", "))
+        };
         println!(
             "  {:<44} {batch:.1} appends per group commit, {:.2} ms per commit{wait}",
             "  event store",
@@ -637,7 +642,7 @@ async fn measure(args: &BenchIngestArgs, dir: &Path, blobs: Option<&Path>, strea
     let blobs = running.blobs.clone();
     // How long each arrival took: a stall of the store's writer (a truncating
     // checkpoint, say) shows as the slowest ones.
-    let took = std::sync::Mutex::new(Vec::with_capacity(to_add as usize));
+    let took = std::sync::Mutex::new(Histogram::<u64>::new(3)?);
     futures::StreamExt::for_each_concurrent(futures::stream::iter(0..to_add), 32, |i| {
         let (app, blobs, meta, took) = (app.clone(), blobs.clone(), meta.clone(), &took);
         async move {
@@ -652,9 +657,10 @@ async fn measure(args: &BenchIngestArgs, dir: &Path, blobs: Option<&Path>, strea
                 &meta,
             )
             .await;
-            took.lock()
+            let _ = took
+                .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push(arrived.elapsed().as_secs_f64());
+                .record(arrived.elapsed().as_micros() as u64);
             if let Err(e) = ingested {
                 tracing::warn!(error = %e, "ingest failed");
             }
@@ -666,16 +672,14 @@ async fn measure(args: &BenchIngestArgs, dir: &Path, blobs: Option<&Path>, strea
         "\nqueries over {target} studies ({to_add} small studies added in {secs:.0} s, {:.0}/s)",
         to_add as f64 / secs
     );
-    let mut took = took.into_inner().unwrap_or_else(|p| p.into_inner());
-    took.sort_by(f64::total_cmp);
-    if let Some(slowest) = took.last() {
-        let p99 = took[(took.len() * 99 / 100).min(took.len() - 1)];
-        let over = took.iter().filter(|t| **t > 1.0).count();
+    let took = took.into_inner().unwrap_or_else(|p| p.into_inner());
+    if !took.is_empty() {
+        row("an arrival while loading (32 at a time)", &took);
         println!(
-            "  {:<44} p99 {:8.2} ms  slowest {:8.2} ms  ({over} over 1 s, 32 at a time)",
-            "an arrival while loading",
-            p99 * 1000.0,
-            slowest * 1000.0
+            "  {:<44} slowest {:>7.2} ms  ({} over 1 s)",
+            "",
+            took.max() as f64 / 1000.0,
+            took.count_between(1_000_001, u64::MAX)
         );
     }
     let head = running.app.store.head_position().await?;

@@ -278,12 +278,12 @@ async fn begin_and_read(conn: &mut WriterGuard, requests: &[AppendRequest]) -> R
         QueryBuilder::<Sqlite>::new("BEGIN IMMEDIATE; SELECT 'head', COALESCE(MAX(global_position), 0) FROM events;");
     for chunk in streams.chunks(CHUNK) {
         q.push(" SELECT 'stream', stream_id, version, last_hash FROM streams WHERE stream_id IN (");
-        push_list(&mut q, chunk);
+        push_list(&mut q, chunk.iter().map(String::as_str));
     }
     let ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
     for chunk in ids.chunks(CHUNK) {
         q.push(" SELECT 'event', event_id, stream_id, stream_version, global_position FROM events WHERE event_id IN (");
-        push_list(&mut q, chunk);
+        push_list(&mut q, chunk.iter().map(String::as_str));
     }
     push_by_scope(
         &mut q,
@@ -384,10 +384,10 @@ async fn write(conn: &mut WriterGuard, plan: &super::plan::Plan) -> Result<(), S
 }
 
 /// `?, ?, …);`: the rest of an `IN (` list.
-fn push_list<'a>(q: &mut QueryBuilder<'a, Sqlite>, values: &'a [impl AsRef<str>]) {
+fn push_list<'a>(q: &mut QueryBuilder<'a, Sqlite>, values: impl Iterator<Item = &'a str>) {
     let mut sep = q.separated(", ");
     for v in values {
-        sep.push_bind(v.as_ref());
+        sep.push_bind(v);
     }
     q.push(");");
 }
@@ -408,11 +408,7 @@ fn push_by_scope<'a>(
         for chunk in keys.chunks(CHUNK) {
             q.push(head);
             q.push_bind(scope).push(" AND key IN (");
-            let mut sep = q.separated(", ");
-            for key in chunk {
-                sep.push_bind(*key);
-            }
-            q.push(");");
+            push_list(q, chunk.iter().map(|key| key.as_str()));
         }
     }
 }
