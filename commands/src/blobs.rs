@@ -8,9 +8,10 @@
 //!
 //! # Readers never see half an object
 //!
-//! [`BlobStore::put`] is one `object_store` `put`, which is all-or-nothing on every backend
-//! we use: `LocalFileSystem` writes to a hidden `#`-suffixed temporary file beside the
-//! target, fsyncs it and `rename(2)`s it into place; `InMemory` inserts the whole buffer
+//! [`BlobStore::put`] is all-or-nothing on every backend we use. In the local folder it
+//! writes a hidden `#`-suffixed staging file beside the target, fsyncs it and `rename(2)`s
+//! it into place, as `object_store`'s `LocalFileSystem` does, but bypasses the page cache
+//! while the file system allows (`direct.rs` says why); `InMemory` inserts the whole buffer
 //! under a lock; on S3 it is one `PutObject` request (never a multipart upload), and S3
 //! makes an object visible only once the whole body has been received and stored, with
 //! strong read-after-write consistency. (An earlier version staged every object
@@ -38,6 +39,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+mod direct;
 
 use bytes::Bytes;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
@@ -119,14 +122,20 @@ impl BlobLocation {
 #[derive(Clone, Debug)]
 pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
+    /// The local folder's store again, for its file names, and the writer that puts
+    /// objects there without the page cache (`None` on S3 and in memory).
+    local: Option<(Arc<LocalFileSystem>, Arc<direct::DirectWriter>)>,
 }
 
 impl BlobStore {
     /// Blobs as files under `root`, which is created if missing.
     pub fn local(root: &Path) -> Result<Self, BlobError> {
         std::fs::create_dir_all(root)?;
-        let store = LocalFileSystem::new_with_prefix(root)?.with_fsync(true);
-        Ok(BlobStore { store: Arc::new(store) })
+        let store = Arc::new(LocalFileSystem::new_with_prefix(root)?.with_fsync(true));
+        Ok(BlobStore {
+            store: store.clone(),
+            local: Some((store, Arc::new(direct::DirectWriter::new()))),
+        })
     }
 
     /// Blobs where `location` says. For S3, the endpoint, region and credentials come from
@@ -150,7 +159,7 @@ impl BlobStore {
                     Some(p) => Arc::new(PrefixStore::new(s3, parse_key(p)?)),
                     None => Arc::new(s3),
                 };
-                Ok(BlobStore { store })
+                Ok(BlobStore { store, local: None })
             }
         }
     }
@@ -159,6 +168,7 @@ impl BlobStore {
     pub fn memory() -> Self {
         BlobStore {
             store: Arc::new(InMemory::new()),
+            local: None,
         }
     }
 
@@ -166,8 +176,24 @@ impl BlobStore {
     /// reader sees either the old object or the whole new one.
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), BlobError> {
         let target = parse_key(key)?;
-        self.store.put(&target, bytes.into()).await?;
+        match &self.local {
+            Some((files, writer)) => {
+                let (path, writer) = (files.path_to_filesystem(&target)?, writer.clone());
+                tokio::task::spawn_blocking(move || writer.write(&path, &bytes))
+                    .await
+                    .map_err(|e| BlobError::Io(std::io::Error::other(e)))??;
+            }
+            None => {
+                self.store.put(&target, bytes.into()).await?;
+            }
+        }
         Ok(())
+    }
+
+    /// Whether local writes bypass the page cache: `Some(false)` once the folder's file
+    /// system has refused `O_DIRECT`, `None` when the store is not local.
+    pub fn writes_directly(&self) -> Option<bool> {
+        self.local.as_ref().map(|(_, writer)| writer.is_direct())
     }
 
     /// The bytes under `key`, or `None` if there is no such blob.

@@ -210,7 +210,7 @@ fn failed(sop_class: Option<&str>, sop_instance: Option<&str>, reason: u16) -> V
 const STORED_VISIBLE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Parts of one STOW-RS request stored at once.
-const IN_FLIGHT: usize = 8;
+const IN_FLIGHT: usize = 16;
 
 /// Adds one part's outcome to the STOW-RS response.
 fn answer(
