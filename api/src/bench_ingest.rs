@@ -46,6 +46,9 @@ pub struct BenchIngestArgs {
     /// NATS JetStream instead of the in-process bus.
     #[arg(long)]
     pub nats_url: Option<String>,
+    /// Concurrent C-STORE associations, one measurement each (storescu processes).
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 4])]
+    pub associations: Vec<usize>,
     /// Keep blobs in a folder of their own under this one (removed at the
     /// end) instead of beside the database under `TMPDIR`: to measure with the
     /// database and the blobs on different file systems.
@@ -57,6 +60,10 @@ const PASSWORD: &str = "Bench-Pass-2026!";
 const BOUNDARY: &str = "medledger-bench";
 
 pub async fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.associations.iter().all(|&a| a > 0),
+        "--associations: each count must be at least 1"
+    );
     let dir = std::env::temp_dir().join(format!("medledger-bench-ingest-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir)?;
     // A JetStream stream of its own, deleted at the end like the data folder.
@@ -574,7 +581,7 @@ async fn measure(args: &BenchIngestArgs, dir: &Path, blobs: Option<&Path>, strea
     );
     print_phases(&before, &phase_totals(&env).await?);
     if std::process::Command::new("storescu").arg("--version").output().is_ok() {
-        for (associations, seed) in [(1usize, 2u64), (4, 3)] {
+        for (associations, seed) in args.associations.iter().copied().zip(2u64..) {
             let (files, bytes) = write_files(&dir.join(format!("scu{seed}")), n, seed)?;
             let before = phase_totals(&env).await?;
             let cpu = cpu_seconds();
