@@ -419,6 +419,9 @@ mod tests {
         let store = BlobStore::local(&root).unwrap();
         store.put("qr/link.svg", Bytes::from_static(b"<svg/>")).await.unwrap();
         assert_eq!(std::fs::read(root.join("qr/link.svg")).unwrap(), b"<svg/>");
+        // Only a local store has a writer of its own (which says whether it bypasses the cache).
+        assert!(store.writes_directly().is_some());
+        assert_eq!(BlobStore::memory().writes_directly(), None);
 
         // A second store over the same directory sees the same blobs.
         let again = BlobStore::local(&root).unwrap();

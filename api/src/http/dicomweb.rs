@@ -209,7 +209,8 @@ fn failed(sop_class: Option<&str>, sop_instance: Option<&str>, reason: u16) -> V
 /// How long STOW-RS waits for its instances to be searchable before answering.
 const STORED_VISIBLE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Parts of one STOW-RS request stored at once.
+/// Parts of one STOW-RS request stored at once. With 16 (8 before) a group commit
+/// gathers 12–14 instances instead of 8–9 under four clients (docs/architecture.md).
 const IN_FLIGHT: usize = 16;
 
 /// Adds one part's outcome to the STOW-RS response.
