@@ -14,8 +14,8 @@
 //! differs: the bytes go through an aligned buffer of [`CHUNK`] bytes, the last block padded
 //! with zeros, and the file is then cut to its length.
 //!
-//! A file system that refuses `O_DIRECT` (tmpfs, some network and overlay file systems)
-//! answers `EINVAL`; the store then writes through the page cache from that object on,
+//! A file system that refuses `O_DIRECT` (tmpfs before Linux 6.6, some network and FUSE
+//! file systems) answers `EINVAL`; the store then writes through the page cache from that object on,
 //! and says so once in the log.
 
 use std::fs::{File, OpenOptions};
