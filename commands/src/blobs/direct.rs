@@ -67,7 +67,7 @@ impl DirectWriter {
         let staging = staging_path(target);
         let written = self.stage(&staging, bytes).and_then(|()| {
             std::fs::rename(&staging, target)?;
-            sync_dir(target.parent().unwrap_or(Path::new(".")))
+            sync_dir(folder_of(target))
         });
         if written.is_err() {
             let _ = std::fs::remove_file(&staging);
@@ -84,7 +84,7 @@ impl DirectWriter {
                     let _ = std::fs::remove_file(staging);
                     if self.direct.swap(false, Ordering::Relaxed) {
                         tracing::warn!(
-                            folder = %staging.parent().unwrap_or(Path::new(".")).display(),
+                            folder = %folder_of(staging).display(),
                             "the blob folder's file system refuses O_DIRECT; blobs are written through the page cache"
                         );
                     }
@@ -117,7 +117,7 @@ fn open_new(path: &Path, direct: bool) -> std::io::Result<File> {
     };
     match open() {
         Err(e) if e.kind() == ErrorKind::NotFound => {
-            create_dirs(path.parent().unwrap_or(Path::new(".")))?;
+            create_dirs(folder_of(path))?;
             open()
         }
         opened => opened,
@@ -144,6 +144,11 @@ fn create_dirs(dir: &Path) -> std::io::Result<()> {
         changed = d.parent();
     }
     Ok(())
+}
+
+/// The folder a file is (to be) in.
+fn folder_of(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new("."))
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
