@@ -709,6 +709,8 @@ async fn measure(args: &BenchIngestArgs, dir: &Path, blobs: Option<&Path>, strea
     ];
     let qido = vec![
         "/dicomweb/studies?PatientName=Synthetic*&limit=50".to_string(),
+        // One patient by name: found through the trigram index, not by walking the time index.
+        "/dicomweb/studies?PatientName=Synthetic%5EPatient1050123".to_string(),
         "/dicomweb/studies?PatientID=P01000077".to_string(),
         "/dicomweb/studies?StudyDate=20240101-20241231&limit=50".to_string(),
     ];

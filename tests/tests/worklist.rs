@@ -8,7 +8,10 @@ use medledger_tests::org::{Org, PASSWORD};
 use medledger_tests::{system_clock, Deployment, TestServer};
 use serde_json::json;
 
-medledger_tests::on_both_deployments!(received_studies_are_listed_filtered_and_searched);
+medledger_tests::on_both_deployments!(
+    received_studies_are_listed_filtered_and_searched,
+    keyword_search_finds_the_same_pages_by_candidates_and_by_the_time_index
+);
 
 fn ct(patient: u32, study: u32, instance: u32) -> Vec<u8> {
     synthetic_ct(&CtSpec {
@@ -192,6 +195,158 @@ async fn received_studies_are_listed_filtered_and_searched(d: &Deployment) {
     s.get("/api/v1/studies", None)
         .await
         .assert_problem(401, "unauthenticated");
+    s.stop().await;
+}
+
+/// On SQLite a keyword is searched two ways: the studies its trigram index finds, fetched
+/// one by one and sorted, when they are few; along the hospital's time index otherwise.
+/// With the number of candidates set to 0 (the time index whenever the trigram index finds
+/// any), 3 (either, by keyword) and 1,000 (always the candidates), every keyword must give the same pages in the same order:
+/// rare and common keywords, one common in another hospital but rare here, short ones (no
+/// index), other filters with it, and LIKE characters taken literally. QIDO-RS PatientName
+/// matching is checked the same way.
+async fn keyword_search_finds_the_same_pages_by_candidates_and_by_the_time_index(d: &Deployment) {
+    use medledger_projections::read_models::worklist::{
+        list_with_keyword_candidates, match_studies_with_keyword_candidates, StudyQuery, WorklistFilter,
+    };
+    let s = TestServer::start(&d.config(), system_clock()).await;
+    let o = Org::build(&s).await;
+    let technician = |hospital, admin: String, login: &'static str| {
+        let (s, o) = (&s, &o);
+        async move {
+            let role = Org::role(s, hospital, &admin, "technician").await;
+            o.add_user(s, hospital, &admin, login, vec![role]).await.0
+        }
+    };
+    let tech1 = technician(o.h1, o.h1_admin.clone(), "kw.tech1").await;
+    let tech2 = technician(o.h2, o.h2_admin.clone(), "kw.tech2").await;
+    // Here: patients 1–6 and 105, one study each on days 1–7. Elsewhere: patients 100–109.
+    let here: Vec<u32> = vec![1, 2, 3, 4, 5, 6, 105];
+    stow_all(
+        &s,
+        &tech1,
+        here.iter().enumerate().map(|(day, p)| ct(*p, day as u32, 0)).collect(),
+    )
+    .await;
+    stow_all(&s, &tech2, (100..110).map(|p| ct(p, p % 28, 0)).collect()).await;
+    let head = s.head().await;
+    let all = s
+        .get(&format!("/api/v1/studies?min_position={head}"), Some(&o.u1_token))
+        .await;
+    assert_eq!(all.body["items"].as_array().unwrap().len(), here.len(), "{}", all.body);
+
+    let db = s.app().store.read_models();
+    let h1 = o.h1;
+    let pages = |query: &str, modality: Option<&str>, ascending: bool, candidates: usize| {
+        let db = db.clone();
+        let (query, modality) = (query.to_string(), modality.map(str::to_string));
+        async move {
+            let mut pages = Vec::new();
+            let mut cursor = None;
+            loop {
+                let filter = WorklistFilter {
+                    hospital_id: Some(h1),
+                    query: Some(query.clone()),
+                    modality: modality.clone(),
+                    ascending,
+                    cursor: cursor.clone(),
+                    limit: 2,
+                    ..WorklistFilter::default()
+                };
+                let page = list_with_keyword_candidates(&db, &filter, candidates).await.unwrap();
+                pages.push(
+                    page.items
+                        .iter()
+                        .map(|r| r.patient_id.clone().unwrap_or_default())
+                        .collect::<Vec<_>>(),
+                );
+                match page.next_cursor {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+            pages
+        }
+    };
+    let pid = |p: u32| {
+        CtSpec {
+            patient_index: p,
+            ..CtSpec::default()
+        }
+        .patient_id()
+    };
+    let newest_first = |ps: &[u32]| -> Vec<String> {
+        let mut days: Vec<(usize, u32)> = ps
+            .iter()
+            .map(|p| (here.iter().position(|h| h == p).unwrap(), *p))
+            .collect();
+        days.sort_by(|a, b| b.cmp(a));
+        days.into_iter().map(|(_, p)| pid(p)).collect()
+    };
+    let cases: Vec<(String, Option<&str>, Vec<u32>)> = vec![
+        // Every study here and elsewhere (the trigram index finds 17).
+        ("patient".into(), None, here.clone()),
+        // One patient, by name (either case) and by Patient ID.
+        ("PATIENT0003".into(), None, vec![3]),
+        (pid(4), None, vec![4]),
+        // Common elsewhere (patients 100–109), one study here.
+        ("patient010".into(), None, vec![105]),
+        // Too short for the trigram index: the LIKE alone (patient 6 by its accession
+        // number, A000006005).
+        ("05".into(), None, vec![5, 6, 105]),
+        // With another filter.
+        ("patient".into(), Some("CT"), here.clone()),
+        ("patient".into(), Some("MR"), vec![]),
+        // LIKE's wildcards are plain characters; found nowhere.
+        ("patient_".into(), None, vec![]),
+        ("%".into(), None, vec![]),
+        ("nobody".into(), None, vec![]),
+    ];
+    for (query, modality, expected) in cases {
+        let expected = newest_first(&expected);
+        for ascending in [false, true] {
+            let mut want = expected.clone();
+            if ascending {
+                want.reverse();
+            }
+            for candidates in [0, 3, 1_000] {
+                let got = pages(&query, modality, ascending, candidates).await;
+                let flat: Vec<String> = got.iter().flatten().cloned().collect();
+                assert_eq!(
+                    flat, want,
+                    "{query:?} {modality:?} ascending={ascending} candidates={candidates}"
+                );
+                assert!(got.iter().all(|p| p.len() <= 2), "{got:?}");
+            }
+        }
+    }
+
+    // QIDO-RS PatientName: its longest run without wildcards is looked up the same way.
+    let names: Vec<(&str, Vec<u32>)> = vec![
+        ("Synthetic^Patient0003", vec![3]),
+        ("synthetic*", here.clone()),
+        ("*patient010*", vec![105]),
+        ("*PATIENT000?", vec![1, 2, 3, 4, 5, 6]),
+        ("*05", vec![5, 105]),
+        ("Zhang*", vec![]),
+    ];
+    for (name, expected) in names {
+        for candidates in [0, 3, 1_000] {
+            let query = StudyQuery {
+                hospital_id: h1,
+                patient_name: Some(name.into()),
+                limit: 100,
+                ..StudyQuery::default()
+            };
+            let found: Vec<String> = match_studies_with_keyword_candidates(&db, &query, candidates)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| m.row.patient_id.unwrap_or_default())
+                .collect();
+            assert_eq!(found, newest_first(&expected), "{name:?} candidates={candidates}");
+        }
+    }
     s.stop().await;
 }
 

@@ -14,7 +14,7 @@
 //! differs: the bytes go through an aligned buffer of [`CHUNK`] bytes, the last block padded
 //! with zeros, and the file is then cut to its length.
 //!
-//! A file system that refuses `O_DIRECT` (tmpfs before Linux 6.6, some network and FUSE
+//! A file system that refuses `O_DIRECT` (ramfs, tmpfs before Linux 6.6, some network and FUSE
 //! file systems) answers `EINVAL`; the store then writes through the page cache from that object on,
 //! and says so once in the log.
 
@@ -244,6 +244,45 @@ mod tests {
     fn writes_through_the_page_cache_keep_every_length_too() {
         let dir = tempfile::tempdir().unwrap();
         writes_every_length(&DirectWriter::buffered(), dir.path());
+    }
+
+    /// Set in the inner run of the test below: a ramfs folder, mounted in a mount namespace
+    /// of its own.
+    const REFUSING_DIR: &str = "MEDLEDGER_TEST_RAMFS_DIR";
+
+    /// ramfs has no direct I/O, so it refuses `O_DIRECT` at `open(2)` with `EINVAL`. Mounting
+    /// it takes a user and mount namespace (`unshare -rm`, util-linux), which a test process
+    /// with threads cannot enter itself: the test runs itself again inside one.
+    #[test]
+    fn a_file_system_that_refuses_o_direct_gets_writes_through_the_page_cache() {
+        if let Some(dir) = std::env::var_os(REFUSING_DIR) {
+            let dir = Path::new(&dir);
+            let refused = open_new(&dir.join("probe"), true).map(|_| ()).unwrap_err();
+            assert_eq!(refused.raw_os_error(), Some(libc::EINVAL), "{refused}");
+            std::fs::remove_file(dir.join("probe")).ok();
+            let writer = DirectWriter::new();
+            assert!(writer.is_direct());
+            writes_every_length(&writer, dir);
+            assert!(!writer.is_direct(), "the writer went on asking for O_DIRECT");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let name = "blobs::direct::tests::a_file_system_that_refuses_o_direct_gets_writes_through_the_page_cache";
+        let out = std::process::Command::new("unshare")
+            .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+            .arg(r#"mount -t ramfs ramfs "$MEDLEDGER_TEST_RAMFS_DIR" && exec "$0" --exact "$1" --nocapture"#)
+            .arg(std::env::current_exe().unwrap())
+            .arg(name)
+            .env(REFUSING_DIR, dir.path())
+            .output()
+            .expect("unshare (util-linux) runs");
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "the run on ramfs failed:\n{printed}");
+        assert!(printed.contains("1 passed"), "the run on ramfs ran no test:\n{printed}");
     }
 
     #[test]
