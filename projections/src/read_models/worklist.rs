@@ -556,9 +556,11 @@ async fn trigram_candidates(db: &Db, literal: &str, cap: usize) -> Result<Option
     if rows.len() > cap {
         return Ok(None);
     }
-    let rowids = rows.iter().map(|r| r.get::<i64>(0)).collect::<Result<Vec<_>, _>>()?;
-    let list = rowids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-    Ok(Some(format!("[{list}]")))
+    let rowids = rows
+        .iter()
+        .map(|r| r.get::<i64>(0).map(|id| id.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(format!("[{}]", rowids.join(","))))
 }
 
 #[cfg(test)]
@@ -640,26 +642,22 @@ pub async fn match_studies_with_keyword_candidates(
     // alone is looked up by its longest run without wildcards in the trigram index, as a
     // worklist keyword is (`list_with_keyword_candidates`): `Zhang^San` walked the whole
     // time index.
-    let mut found = None;
+    let by_key = !q.study_instance_uids.is_empty() || q.patient_id.is_some() || q.accession_number.is_some();
+    let found = match q.patient_name.as_deref() {
+        Some(name) if !by_key => {
+            let literal = name
+                .split(['*', '?'])
+                .max_by_key(|run| run.chars().count())
+                .unwrap_or_default();
+            trigram_candidates(db, literal, candidates).await?
+        }
+        _ => None,
+    };
     let index = match (db.is_postgres(), &q.patient_id, &q.accession_number) {
         _ if !q.study_instance_uids.is_empty() => "",
         (false, Some(_), _) => " INDEXED BY rm_worklist_patient_id",
         (false, None, Some(_)) => " INDEXED BY rm_worklist_accession",
-        (false, None, None) => {
-            let literal = q
-                .patient_name
-                .as_deref()
-                .and_then(|name| name.split(['*', '?']).max_by_key(|run| run.chars().count()));
-            found = match literal {
-                Some(l) => trigram_candidates(db, l, candidates).await?,
-                None => None,
-            };
-            if found.is_some() {
-                " NOT INDEXED"
-            } else {
-                ""
-            }
-        }
+        _ if found.is_some() => " NOT INDEXED",
         _ => "",
     };
     let mut sql = format!("SELECT {ROW_COLUMNS} FROM rm_worklist{index} WHERE hospital_id = $1 AND deleted = FALSE");
